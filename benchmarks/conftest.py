@@ -1,0 +1,74 @@
+"""Benchmark options and helpers.
+
+`--bench-size=real` (default) runs the three datasets' shapes, which fit 2 CPU cores in minutes;
+`--bench-size=large` adds millions of nodes, meant for a GPU.
+"""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+# ../shared beside the project root holds the real data (see irllrec_fast.testing.shared_dir)
+os.environ.setdefault("IRLLREC_FAST_SHARED", str(Path(__file__).resolve().parents[2] / "shared"))
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory import peak_extra_bytes  # noqa: E402
+
+
+def pytest_addoption(parser):
+    parser.addoption("--bench-size", choices=("real", "large"), default="real",
+                     help="real: the datasets' shapes (default); large: add GPU-sized cases")
+    parser.addoption("--bench-device", default=None,
+                     help="device to benchmark on (default: cuda when available, else cpu)")
+
+
+@pytest.fixture(scope="session")
+def bench_size(request):
+    return request.config.getoption("--bench-size")
+
+
+@pytest.fixture(scope="session")
+def bench_device(request):
+    name = request.config.getoption("--bench-device")
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def record(benchmark, fn, device, **info):
+    """Times fn with pytest-benchmark and stores its peak extra memory (one more call) and
+    device facts in extra_info."""
+    def timed():
+        fn()
+        synchronize(device)
+
+    benchmark.pedantic(timed, rounds=benchmark_rounds(device), warmup_rounds=1, iterations=1)
+    benchmark.extra_info.update(info)
+    benchmark.extra_info["device"] = (torch.cuda.get_device_name(device)
+                                      if device.type == "cuda" else "cpu")
+    benchmark.extra_info["threads"] = torch.get_num_threads()
+    benchmark.extra_info["peak_extra_mb"] = round(peak_extra_bytes(fn, device) / 2**20, 2)
+
+
+def benchmark_rounds(device):
+    return 20 if device.type == "cuda" else 5
+
+
+@pytest.fixture
+def run_benchmark(benchmark, bench_device):
+    def run(fn, **info):
+        record(benchmark, fn, bench_device, **info)
+    return run
+
+
+def pytest_generate_tests(metafunc):
+    """Tests that take `graph_name` run on every graph of the chosen --bench-size."""
+    if "graph_name" in metafunc.fixturenames:
+        from inputs import sizes
+
+        metafunc.parametrize("graph_name", sizes(metafunc.config.getoption("--bench-size")))
