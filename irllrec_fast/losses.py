@@ -1,0 +1,161 @@
+"""Drop-in losses for IRLLRec / RLMRec trainers (`loss_utils` names, argument order, reductions).
+
+Replace `from models.loss_utils import ...` (or `import loss_utils`) with
+`from irllrec_fast import losses` / `from irllrec_fast.losses import ...`: every function keeps its
+original semantics. Each takes `impl="fused" | "torch"`:
+
+- "torch" is the literal formula of the original code (it materialises the B x M similarity
+  matrix, and like the original its plain exp-sum can overflow for very small temperatures);
+- "fused" (the default when the compiled operators are loaded) runs `ops.infonce`, which never
+  materialises B x M and computes the log-sum-exp stably.
+
+Shapes: B rows of anchors/positives, M candidates, d features.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from . import _library, ops
+
+_IMPLS = ("fused", "torch")
+
+
+def _fused_available() -> bool:
+    return _library.available() and hasattr(ops, "infonce")
+
+
+def resolve_impl(impl: Optional[str]) -> str:
+    """'fused' or 'torch'; None picks fused when the compiled operators are loaded."""
+    if impl is None:
+        return "fused" if _fused_available() else "torch"
+    if impl not in _IMPLS:
+        raise ValueError(f"impl must be 'fused' or 'torch', got {impl!r}")
+    if impl == "fused":
+        _library.require()
+    return impl
+
+
+def _rlm_normalize(x: torch.Tensor) -> torch.Tensor:
+    """x / sqrt(1e-8 + ||x||^2) per row, as RLMRec's cal_infonce_loss normalises."""
+    return x / torch.sqrt(1e-8 + x.square().sum(-1, keepdim=True))
+
+
+def _check_rows(name: str, x: torch.Tensor, d: Optional[int] = None) -> None:
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be 2-D [rows, d], got shape {tuple(x.shape)}")
+    if d is not None and x.shape[1] != d:
+        raise ValueError(f"{name} must have {d} columns like the anchors, got {x.shape[1]}")
+
+
+def cal_bpr_loss(anc_embeds: torch.Tensor, pos_embeds: torch.Tensor,
+                 neg_embeds: torch.Tensor) -> torch.Tensor:
+    """BPR, summed over the batch: sum softplus(<anc, neg> - <anc, pos>). All [B, d]."""
+    pos_preds = (anc_embeds * pos_embeds).sum(-1)
+    neg_preds = (anc_embeds * neg_embeds).sum(-1)
+    return F.softplus(neg_preds - pos_preds).sum()
+
+
+def reg_params(model: torch.nn.Module) -> torch.Tensor:
+    """sum of ||W||^2 over all of model's parameters (frozen ones too, as in the original)."""
+    params = list(model.parameters())
+    if not params:
+        return torch.zeros(())
+    return sum(p.square().sum() for p in params)
+
+
+def cal_infonce_loss(embeds1: torch.Tensor, embeds2: torch.Tensor, all_embeds2: torch.Tensor,
+                     temp: float = 1.0, *, impl: Optional[str] = None) -> torch.Tensor:
+    """RLMRec's InfoNCE, summed over rows (callers divide by B).
+
+    embeds1, embeds2: [B, d] anchors and positives; all_embeds2: [M, d] candidates (the positive
+    counts in the denominator when it is among them). Rows are normalised as
+    x / sqrt(1e-8 + ||x||^2). Returns a scalar.
+    """
+    _check_rows("embeds1", embeds1)
+    _check_rows("embeds2", embeds2, embeds1.shape[1])
+    _check_rows("all_embeds2", all_embeds2, embeds1.shape[1])
+    a, b = _rlm_normalize(embeds1), _rlm_normalize(embeds2)
+    c = b if all_embeds2 is embeds2 else _rlm_normalize(all_embeds2)
+    if resolve_impl(impl) == "fused":
+        return ops.infonce(a, b, c, float(temp)).sum()
+    nume_term = -(a * b / temp).sum(-1)
+    deno_term = torch.log(torch.sum(torch.exp(a @ c.T / temp), dim=-1))
+    return (nume_term + deno_term).sum()
+
+
+def ssl_con_loss(x: torch.Tensor, y: torch.Tensor, temp: float = 1.0, *,
+                 impl: Optional[str] = None) -> torch.Tensor:
+    """IRLLRec's translation-alignment InfoNCE, averaged over rows.
+
+    x, y: [N, d]; row n of x is contrasted with all rows of y. With x^, y^ = F.normalize(x, y):
+    -mean_n log( exp(x^_n.y^_n / temp) / (sum_m exp(x^_n.y^_m / temp) + 1e-8) + 1e-8 ).
+    """
+    _check_rows("x", x)
+    _check_rows("y", y, x.shape[1])
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must have the same number of rows, got {x.shape[0]} and "
+                         f"{y.shape[0]}")
+    x, y = F.normalize(x), F.normalize(y)
+    if resolve_impl(impl) == "torch":
+        mole = torch.exp(torch.sum(x * y, dim=1) / temp)
+        deno = torch.sum(torch.exp(x @ y.T / temp), dim=1)
+        return -torch.log(mole / (deno + 1e-8) + 1e-8).mean()
+    # rest = -pos + lse per row, with pos = <x_n, y_n>/temp and lse = log sum_m exp(<x_n, y_m>/temp);
+    # mole / (deno + 1e-8) = exp(-rest - log1p(1e-8 exp(-lse))), without overflowing exp.
+    rest = ops.infonce(x, y, y, float(temp))
+    lse = rest + (x * y).sum(1) / temp
+    ratio = torch.exp(-rest - torch.log1p(1e-8 * torch.exp(-lse)))
+    return -torch.log(ratio + 1e-8).mean()
+
+
+def momentum_distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """The soft term of IRLLRec's momentum distillation (IRLLREC_SPEC.md section 4.6):
+    (1/N) sum_n sum_k softmax(teacher_n)_k * log_softmax(student_n)_k, over the d columns.
+
+    student, teacher: [N, d]; the teacher gets no gradient. The model's loss uses -0.6 * this.
+    """
+    _check_rows("student", student)
+    _check_rows("teacher", teacher, student.shape[1])
+    soft_targets = torch.softmax(teacher.detach(), dim=1)
+    return (soft_targets * torch.log_softmax(student, dim=1)).sum(1).mean()
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, candidates: Optional[torch.Tensor] = None,
+             temperature: float = 0.2, reduction: str = "mean", symmetric: bool = False, *,
+             impl: Optional[str] = None) -> torch.Tensor:
+    """General InfoNCE with F.normalize'd rows.
+
+    a, b: [B, d] anchors and positives; candidates: [M, d], or None for in-batch (the rows of b).
+    Per row: -<a_k, b_k>/tau + log sum_j exp(<a_k, c_j>/tau). reduction: "mean" | "sum" | "none"
+    ([B]). symmetric=True (in-batch only) averages the a->b and b->a directions.
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    _check_rows("a", a)
+    _check_rows("b", b, a.shape[1])
+    if b.shape[0] != a.shape[0]:
+        raise ValueError(f"a and b must have the same number of rows, got {a.shape[0]} and "
+                         f"{b.shape[0]}")
+    if symmetric and candidates is not None:
+        raise ValueError("symmetric=True needs in-batch candidates (candidates=None)")
+    impl = resolve_impl(impl)
+    a, b = F.normalize(a), F.normalize(b)
+    c = b if candidates is None else F.normalize(candidates)
+    _check_rows("candidates", c, a.shape[1])
+
+    def one_direction(x, y, cand):
+        if impl == "fused":
+            return ops.infonce(x, y, cand, float(temperature))
+        return torch.logsumexp(x @ cand.T / temperature, dim=1) - (x * y).sum(1) / temperature
+
+    per_row = one_direction(a, b, c)
+    if symmetric:
+        per_row = 0.5 * (per_row + one_direction(b, a, a))
+    if reduction == "none":
+        return per_row
+    return per_row.mean() if reduction == "mean" else per_row.sum()
