@@ -31,9 +31,21 @@ def available() -> bool:
     return _C is not None
 
 
+def _shadowing_hint() -> str:
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    if not any(here.glob("_C*.so")) and (here.parent / "setup.py").is_file():
+        return (f" Python imported the source folder {here}, which has no compiled _C: run from "
+                "another folder to use the installed package, or build in place.")
+    return ""
+
+
+def load_error_message() -> str:
+    return f"irllrec_fast._C could not be loaded ({_load_error}); {REBUILD_HINT}.{_shadowing_hint()}"
+
+
 def require() -> None:
     """Raises ExtensionNotLoadedError, with the fix, unless the kernels are loaded."""
     if _C is None:
-        raise ExtensionNotLoadedError(
-            f"irllrec_fast._C could not be loaded ({_load_error}); {REBUILD_HINT}"
-        )
+        raise ExtensionNotLoadedError(load_error_message())

@@ -38,8 +38,7 @@ def report() -> str:
         f"GPU visible  {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}",
     ]
     if not _library.available():
-        lines.append(f"kernels      NOT LOADED: {_library._load_error}")
-        lines.append(f"             {_library.REBUILD_HINT}")
+        lines.append(f"kernels      NOT LOADED: {_library.load_error_message()}")
         return "\n".join(lines)
     ops = registered_operators()
     built = sorted({key for op in ops for key in backends_of(op)})
