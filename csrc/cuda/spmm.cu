@@ -53,8 +53,27 @@ spmm_segment_kernel(const int32_t* __restrict__ rowptr, const int32_t* __restric
 #pragma unroll
         for (int i = 0; i < VEC; ++i) acc[i] = 0;
         if (f < d) {
-#pragma unroll 4
-          for (int64_t e = a + group; e < b; e += kGroups) {
+          int64_t e = a + group;
+          // Four edges per step with unconditional loads, so four gathers are in flight per lane
+          // (a guarded loop would issue them one at a time).
+          for (; e + 3 * kGroups < b; e += 4 * kGroups) {
+            int32_t c[4];
+            acc_t v[4];
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+              c[u] = __ldg(col + e + u * kGroups);
+              v[u] = __ldg(value + e + u * kGroups);
+            }
+            Pack<scalar_t, VEC> p[4];
+#pragma unroll
+            for (int u = 0; u < 4; ++u) p[u] = Pack<scalar_t, VEC>::load(x + int64_t(c[u]) * d + f);
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+#pragma unroll
+              for (int i = 0; i < VEC; ++i) acc[i] += v[u] * acc_t(p[u].v[i]);
+            }
+          }
+          for (; e < b; e += kGroups) {
             const acc_t v = __ldg(value + e);
             const auto p = Pack<scalar_t, VEC>::load(x + int64_t(__ldg(col + e)) * d + f);
 #pragma unroll
