@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from irllrec_fast import testing
-from irllrec_fast.data import (BPRSampler, Dataset, DatasetError, detect_format, load_folder,
+from irllrec_fast.data import (BPRSampler, DatasetError, detect_format, load_folder,
                                load_irllrec, load_lightgcn, load_movielens, make_synthetic,
                                per_user_split, safe_pickle)
 

@@ -1,6 +1,5 @@
 """The torch path reproduces the recorded IRLLRec step (../shared/testvectors/irllrec_step_small.npz)
 in float64: every loss part, the final embeddings, the intent representation and every gradient."""
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
