@@ -1,0 +1,171 @@
+"""Command line: `irllrec-fast train ...` (or `python -m irllrec_fast train ...`).
+
+Bad arguments, unreadable files and inconsistent data end with one line on stderr and exit code 2;
+an interrupt (Ctrl-C) exits with 130 and leaves the last checkpoint usable by --resume.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """Reported as one line and exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of usage + message
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="irllrec-fast", description="IRLLRec with fused kernels.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    train = commands.add_parser(
+        "train", help="train and test a model",
+        description="Train a model with the protocol of IRLLREC_SPEC.md section 5 (validation "
+                    "every 3 epochs, patience 5, best model tested once) and print the test "
+                    "metrics.")
+    train.add_argument("--data", default="synthetic",
+                       help="'synthetic' (built-in, default) or a dataset folder")
+    train.add_argument("--format", choices=("irllrec", "lightgcn", "movielens"),
+                       help="format of the --data folder (detected when omitted)")
+    train.add_argument("--text", metavar="DIR",
+                       help="folder with the text-embedding files (default: the --data folder)")
+    train.add_argument("--model", choices=("lightgcn", "irllrec"),
+                       help="model (default: the config file's model.name, else irllrec)")
+    train.add_argument("--config", metavar="FILE.yml",
+                       help="configuration in the layout of the authors' modelconf files, "
+                            "merged over the shipped defaults")
+    train.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    train.add_argument("--seed", type=int, help="seed of initialisation, sampling and noise "
+                       "(default: the config's train.seed, 2023)")
+    train.add_argument("--epochs", type=int, help="maximum epochs (default: the config's)")
+    train.add_argument("--impl", choices=("fused", "torch"),
+                       help="operators: fused kernels or the PyTorch references (default: fused "
+                            "when built)")
+    train.add_argument("--out", metavar="DIR",
+                       help="folder for checkpoint.pt and metrics.json (default: "
+                            "runs/<data>-<model>)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the checkpoint in --out")
+    train.add_argument("--quiet", action="store_true", help="no progress bars or per-validation lines")
+    return parser
+
+
+def _device(name: str):
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {name!r} is not a torch device (e.g. cpu, cuda, cuda:0)") \
+            from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available in this torch build/machine")
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name}: only cpu and cuda are supported")
+    return device
+
+
+def _load_data(args):
+    from .data import load_folder, make_synthetic
+
+    if args.data == "synthetic":
+        if args.format:
+            raise UsageError("--format applies to a dataset folder, not to --data synthetic")
+        return make_synthetic()
+    folder = Path(args.data)
+    if not folder.exists():
+        raise UsageError(f"--data {args.data}: no such folder (or use --data synthetic)")
+    if args.text is not None and not Path(args.text).is_dir():
+        raise UsageError(f"--text {args.text}: no such folder")
+    return load_folder(folder, args.format, text_dir=args.text)
+
+
+def train(args) -> int:
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
+    device = _device(args.device)
+    import torch
+
+    from . import config as config_mod
+    from .evaluation import format_table
+    from .models import build_model
+    from .trainer import CHECKPOINT, Trainer
+
+    user = config_mod.read_yaml(args.config) if args.config else None
+    model_name = args.model or (config_mod.model_name_of(user) if user else None) or "irllrec"
+    dataset = _load_data(args)
+    run = config_mod.resolve(model_name, dataset.name, user, source=args.config or "config")
+    if args.epochs is not None:
+        run.train.epochs = args.epochs
+    if args.seed is not None:
+        run.train.seed = args.seed
+    out = Path(args.out) if args.out else Path("runs") / f"{dataset.name}-{run.model}"
+    if args.resume and not (out / CHECKPOINT).is_file():
+        raise UsageError(f"--resume: no checkpoint in {out} (pass the --out of the run to resume)")
+
+    log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    torch.manual_seed(run.train.seed)
+    try:
+        model = build_model(run.model, dataset.train_graph(), run.model_config,
+                            text=dataset.text, impl=args.impl).to(device)
+    except (RuntimeError, ImportError) as error:  # --impl fused without the kernels
+        raise UsageError(str(error).splitlines()[0]) from None
+    log(dataset.summary())
+    log(f"{run.model} ({model.impl} operators) on {device}: {run.model_config}")
+    from dataclasses import asdict
+
+    # what a resumed run must share with the checkpoint (the operators may differ: they agree
+    # to float rounding)
+    run_info = {"model": run.model, "model_config": asdict(run.model_config),
+                "dataset": dataset.name}
+    trainer = Trainer(model, dataset, run.train, out_dir=out, progress=not args.quiet, log=log,
+                      run_info=run_info)
+    start = time.perf_counter()
+    try:
+        result = trainer.fit(resume=args.resume)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the last checkpoint is in {out / CHECKPOINT} "
+              f"(continue with --resume --out {out})", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    seconds = time.perf_counter() - start
+    print(f"{run.model} on {dataset.name}: best epoch {result['best_epoch']} of "
+          f"{result['epochs_run']}, {seconds:.1f} s; test metrics "
+          f"({result['test']['users']} users):")
+    print(format_table(result["test"], run.train.ks))
+    print(f"metrics and checkpoint: {out}")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from .config import ConfigError
+    from .data import DatasetError
+    from .trainer import CheckpointError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise UsageError("missing command; try: irllrec-fast train --help")
+        return train(args)
+    except (UsageError, ConfigError, DatasetError, CheckpointError) as error:
+        print(f"irllrec-fast: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as error:  # bad model / data combinations (e.g. IRLLRec without text)
+        print(f"irllrec-fast: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""IRLLRec (Wang et al., SIGIR 2025) on a LightGCN backbone: IRLLREC_SPEC.md sections 2-4.
+
+Towers:
+- interaction: the backbone's propagation, plus the per-layer intent branch (intent assignment,
+  intent-aware adaptive aggregation over the plain adjacency) whose layer mean R feeds only the
+  intent alignment;
+- text: `mlp` over the profile embeddings and `int_mlp` over the intent-text embeddings, both over
+  all N rows every step, and the momentum teacher `int_mlp_m`.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import losses
+from ..graph import CSRGraph
+from . import _impl
+from .base import Recommender
+from .lightgcn import LightGCN, LightGCNConfig
+
+TEACHER_INITS = ("redraw", "copy")
+
+
+@dataclass
+class IRLLRecConfig(LightGCNConfig):
+    """Hyperparameters of IRLLRec on LightGCN (names as in the authors' lightgcn_int.yml).
+
+    Fields (backbone):
+        embedding_size, layer_num, keep_rate, layer_combine: as `LightGCNConfig`; IRLLRec's
+            released config uses keep_rate 1.0 (no edge dropout).
+        reg_weight: weight of sum ||W||^2 over all parameters, the frozen teacher included.
+    Fields (IRLLRec):
+        intent_num: K, intent prototypes per side (W_user, W_item are [d, K]).
+        kd_weight: weight of the profile alignment (RLMRec-Con).
+        kd_temperature: its InfoNCE temperature.
+        kd_int_weight: weight of the pairwise intent alignment (R against int_mlp(T)).
+        kd_int_temperature: its temperature.
+        kd_int_weight_2: w2, weight of the translation alignment L_ta (N x N InfoNCE, temperature
+            1, multiplicative Gaussian noise on both sides).
+        kd_int_weight_3: w3, weight of loss_itm = w3 * (0.4 * w2 * L_ta - 0.6 * soft).
+        momentum: teacher update theta_m <- momentum * theta_m + (1 - momentum) * theta.
+        teacher_init: "redraw" (the released code: copy, then Xavier re-draw of the teacher's
+            weights, biases shared) or "copy" (teacher starts equal to the student).
+    """
+
+    reg_weight: float = 1e-7
+    keep_rate: float = 1.0
+    intent_num: int = 128
+    kd_weight: float = 1e-2
+    kd_temperature: float = 0.2
+    kd_int_weight: float = 2e-2
+    kd_int_temperature: float = 0.2
+    kd_int_weight_2: float = 1e-7
+    kd_int_weight_3: float = 1e-7
+    momentum: float = 0.999
+    teacher_init: str = "redraw"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.intent_num < 1:
+            raise ValueError(f"intent_num must be >= 1, got {self.intent_num}")
+        for name in ("kd_temperature", "kd_int_temperature"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("kd_weight", "kd_int_weight", "kd_int_weight_2", "kd_int_weight_3"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.momentum <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1], got {self.momentum}")
+        if self.teacher_init not in TEACHER_INITS:
+            raise ValueError(f"teacher_init must be one of {TEACHER_INITS}, got "
+                             f"{self.teacher_init!r}")
+
+    def backbone_config(self) -> LightGCNConfig:
+        names = {f.name for f in fields(LightGCNConfig)}
+        return LightGCNConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+
+def text_mlp(width_in: int, width_out: int) -> nn.Sequential:
+    """in -> (in + out) // 2 -> LeakyReLU(0.01) -> out, shared by users and items."""
+    hidden = (width_in + width_out) // 2
+    return nn.Sequential(nn.Linear(width_in, hidden), nn.LeakyReLU(0.01),
+                         nn.Linear(hidden, width_out))
+
+
+def _xavier_weights(module: nn.Module) -> None:
+    for layer in module:
+        if isinstance(layer, nn.Linear):
+            nn.init.xavier_uniform_(layer.weight)
+
+
+def _stack_rows(name: str, users, items, num_users: int, num_items: int) -> torch.Tensor:
+    users = torch.as_tensor(np.asarray(users) if not isinstance(users, torch.Tensor) else users)
+    items = torch.as_tensor(np.asarray(items) if not isinstance(items, torch.Tensor) else items)
+    for side, x, n in (("user", users, num_users), ("item", items, num_items)):
+        if x.dim() != 2 or x.shape[0] != n:
+            raise ValueError(f"{name} {side} embeddings must have shape ({n}, width), got "
+                             f"{tuple(x.shape)}")
+    if users.shape[1] != items.shape[1]:
+        raise ValueError(f"{name} user and item embeddings must have the same width, got "
+                         f"{users.shape[1]} and {items.shape[1]}")
+    # torch's default dtype, like the parameters: float64 runs (torch.set_default_dtype) must
+    # not see the text rounded to float32
+    stacked = torch.cat([users, items]).to(torch.get_default_dtype())
+    if not torch.isfinite(stacked).all():
+        raise ValueError(f"{name} embeddings contain NaN or infinite values")
+    return stacked
+
+
+class IRLLRec(Recommender):
+    """IRLLRec with a LightGCN backbone.
+
+    Args:
+        graph: the training interactions as a bipartite `CSRGraph`.
+        text: text embeddings with attributes profile_user [U, dp], profile_item [I, dp],
+            intent_user [U, dt], intent_item [I, dt] (numpy arrays or tensors), e.g.
+            `irllrec_fast.data.TextEmbeddings`. Required.
+        config: `IRLLRecConfig`.
+        impl: "fused" (ops.spmm / intent_assign / intent_propagate and the fused losses),
+            "torch" (the references) or None (fused when every operator is built).
+
+    The text embeddings are non-persistent buffers: they follow `.to()` but stay out of the
+    state dict (they are data, not weights).
+    """
+
+    OPERATORS = ("spmm", "intent_assign", "intent_propagate", "infonce")
+
+    def __init__(self, graph: CSRGraph, text, config: Optional[IRLLRecConfig] = None, *,
+                 impl: Optional[str] = None):
+        super().__init__(graph)
+        if text is None:
+            raise ValueError(
+                "IRLLRec needs text embeddings (user/item profiles and intent texts), and this "
+                "dataset has none: add usr_emb_np / itm_emb_np / user_intent_emb_3 / "
+                "item_intent_emb_3 (.npy/.npz) to the dataset folder, or train --model lightgcn")
+        self.config = config if config is not None else IRLLRecConfig()
+        self.impl = _impl.resolve(impl, self.OPERATORS)
+        self._ops = _impl.operator_table(self.impl, self.OPERATORS[:3])
+        self._loss_impl = self.impl
+        U, I = self.num_users, self.num_items
+        self.register_buffer("profile", _stack_rows("profile", text.profile_user,
+                                                     text.profile_item, U, I), persistent=False)
+        self.register_buffer("intent", _stack_rows("intent", text.intent_user,
+                                                    text.intent_item, U, I), persistent=False)
+
+        cfg, d = self.config, self.config.embedding_size
+        self.backbone = LightGCN(graph, cfg.backbone_config(), impl=self.impl)
+        self.user_intent = nn.Parameter(nn.init.xavier_uniform_(torch.empty(d, cfg.intent_num)))
+        self.item_intent = nn.Parameter(nn.init.xavier_uniform_(torch.empty(d, cfg.intent_num)))
+        self.mlp = text_mlp(self.profile.shape[1], d)
+        self.int_mlp = text_mlp(self.intent.shape[1], d)
+        self.int_mlp_m = text_mlp(self.intent.shape[1], d)
+        # Xavier weights in the released order (mlp, int_mlp, teacher); the teacher copies the
+        # student, then "redraw" re-draws its weights (biases stay shared)
+        for module in (self.mlp, self.int_mlp):
+            _xavier_weights(module)
+        with torch.no_grad():
+            for p, p_m in zip(self.int_mlp.parameters(), self.int_mlp_m.parameters()):
+                p_m.copy_(p)
+                p_m.requires_grad_(False)
+        if cfg.teacher_init == "redraw":
+            _xavier_weights(self.int_mlp_m)
+
+    # ------------------------------------------------------------------ towers
+    def intent_representation(self, layer_inputs) -> torch.Tensor:
+        """R [N, d]: mean over layers of the intent-aware aggregation of each layer's input."""
+        U, plain = self.num_users, self.graph("plain")
+        out = []
+        for e in layer_inputs:
+            r = torch.cat([self._ops.intent_assign(e[:U], self.user_intent),
+                           self._ops.intent_assign(e[U:], self.item_intent)])
+            out.append(self._ops.intent_propagate(plain, r, e))
+        return torch.stack(out).mean(0)
+
+    def embeddings(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.backbone.embeddings()
+
+    @torch.no_grad()
+    def _momentum_update(self) -> None:
+        m = self.config.momentum
+        for p, p_m in zip(self.int_mlp.parameters(), self.int_mlp_m.parameters()):
+            p_m.copy_(p_m * m + p * (1.0 - m))
+
+    def _contrast_triplet(self, graph_side, text_side, batch, temperature) -> torch.Tensor:
+        """NCE(anchors vs all users) + NCE(pos vs in-batch pos) + NCE(neg vs in-batch neg)."""
+        users, pos, neg = batch
+        U, impl = self.num_users, self._loss_impl
+        g_user, g_item = graph_side[:U], graph_side[U:]
+        t_user, t_item = text_side[:U], text_side[U:]
+        t_pos, t_neg = t_item[pos], t_item[neg]
+        return (losses.cal_infonce_loss(g_user[users], t_user[users], t_user, temperature, impl=impl)
+                + losses.cal_infonce_loss(g_item[pos], t_pos, t_pos, temperature, impl=impl)
+                + losses.cal_infonce_loss(g_item[neg], t_neg, t_neg, temperature, impl=impl))
+
+    # ------------------------------------------------------------------ losses
+    def loss_terms(self, batch, noise: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+                   ) -> Dict[str, torch.Tensor]:
+        """Every term of one training step, unweighted where the spec names them so:
+        bpr, reg, profile, intent (weighted as they enter the total), translation (L_ta before
+        w2), soft (the distillation term) and itm (w3 * (0.4 * w2 * L_ta - 0.6 * soft)).
+
+        noise: (eps_text, eps_graph), each [N, d], to replay a recorded step; None draws them
+        from the global torch RNG (text first).
+
+        Side effect: the teacher's momentum update, after the L2 term (which sees the teacher's
+        weights before it) and before the teacher's forward, as the released code does.
+        """
+        cfg = self.config
+        users, pos, neg = batch
+        B = users.shape[0]
+        final, layers = self.backbone.propagate(cfg.keep_rate)
+        U = self.num_users
+        user, item = final[:U], final[U:]
+        anc, pos_e, neg_e = user[users], item[pos], item[neg]
+        profile_text = self.mlp(self.profile)
+
+        bpr = losses.cal_bpr_loss(anc, pos_e, neg_e) / B
+        reg = cfg.reg_weight * losses.reg_params(self)
+        profile = self._contrast_triplet(final, profile_text, batch, cfg.kd_temperature)
+        profile = profile / B * cfg.kd_weight
+
+        intent_graph = self.intent_representation(layers[:-1])
+        intent_text = self.int_mlp(self.intent)
+        intent = self._contrast_triplet(intent_graph, intent_text, batch, cfg.kd_int_temperature)
+        intent = intent / B * cfg.kd_int_weight
+
+        if noise is None:
+            noise = (torch.randn_like(intent_text), torch.randn_like(final))
+        eps_text, eps_graph = noise
+        translation = losses.ssl_con_loss(intent_text + intent_text * eps_text,
+                                          final + final * eps_graph, impl=self._loss_impl)
+
+        self._momentum_update()
+        with torch.no_grad():
+            teacher = self.int_mlp_m(self.intent)
+        soft = losses.momentum_distill_loss(intent_text, teacher)
+        w2, w3 = cfg.kd_int_weight_2, cfg.kd_int_weight_3
+        itm = w3 * (0.4 * (w2 * translation) - 0.6 * soft)
+        return {"bpr": bpr, "reg": reg, "profile": profile, "intent": intent,
+                "translation": translation, "soft": soft, "itm": itm,
+                "final_embeddings": final, "intent_repr": intent_graph}
+
+    def calculate_loss(self, batch, noise: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+                       ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """L = bpr + reg + profile + intent + w2 * L_ta + itm; parts hold the six summands."""
+        terms = self.loss_terms(batch, noise)
+        parts = {"bpr": terms["bpr"], "reg": terms["reg"], "profile": terms["profile"],
+                 "intent": terms["intent"],
+                 "translation": self.config.kd_int_weight_2 * terms["translation"],
+                 "itm": terms["itm"]}
+        return sum(parts.values()), parts

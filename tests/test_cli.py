@@ -1,0 +1,139 @@
+"""`irllrec-fast train` / `python -m irllrec_fast train`: runs, tables, one-line errors."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from irllrec_fast import cli, config as config_mod
+from irllrec_fast.trainer import CHECKPOINT
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(capsys, *args):
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(code, err, pattern):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("irllrec-fast: error: "), err
+    assert pattern in lines[0], lines[0]
+
+
+def test_train_synthetic_lightgcn_prints_a_table(capsys, tmp_path):
+    code, out, err = run(capsys, "train", "--model", "lightgcn", "--epochs", "2", "--out",
+                         str(tmp_path), "--quiet")
+    assert code == 0, err
+    assert "lightgcn on synthetic" in out
+    assert "recall" in out and "ndcg" in out and "@20" in out
+    assert (tmp_path / CHECKPOINT).is_file() and (tmp_path / "metrics.json").is_file()
+    # --resume picks the finished run up and reports the same table
+    code, again, err = run(capsys, "train", "--model", "lightgcn", "--epochs", "2", "--out",
+                           str(tmp_path), "--resume", "--quiet")
+    assert code == 0, err
+    assert again.splitlines()[1:4] == out.splitlines()[1:4]
+
+
+def test_irllrec_on_a_folder_without_text_is_one_line(capsys, tmp_path):
+    for stem, rows, cols in (("trn_mat", [0, 1, 2], [0, 1, 2]), ("val_mat", [0], [1]),
+                             ("tst_mat", [1], [2])):
+        sp.save_npz(tmp_path / f"{stem}.npz",
+                    sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(3, 4)))
+    code, _, err = run(capsys, "train", "--data", str(tmp_path), "--model", "irllrec")
+    one_line_error(code, err, "IRLLRec needs text embeddings")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--data", "/nonexistent/folder"], "no such folder"),
+    (["train", "--device", "gpu0"], "not a torch device"),
+    (["train", "--epochs", "0"], "--epochs must be >= 1"),
+    (["train", "--model", "svd"], "invalid choice"),
+    (["train", "--bogus"], "unrecognized arguments"),
+    (["train", "--format", "movielens"], "--format applies to a dataset folder"),
+    (["train", "--config", "/nonexistent.yml"], "cannot read config file"),
+    ([], "missing command"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(capsys, args, message):
+    code, _, err = run(capsys, *args)
+    one_line_error(code, err, message)
+
+
+def test_bad_config_and_resume_without_checkpoint(capsys, tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("model:\n  kd_weigth: 0.1\n")
+    code, _, err = run(capsys, "train", "--config", str(bad))
+    one_line_error(code, err, "unknown key(s) ['kd_weigth']")
+    bad.write_text("model: [1, 2\n")
+    code, _, err = run(capsys, "train", "--config", str(bad))
+    one_line_error(code, err, "not valid YAML")
+    code, _, err = run(capsys, "train", "--resume", "--out", str(tmp_path / "empty"))
+    one_line_error(code, err, "no checkpoint")
+    empty = tmp_path / "data"
+    empty.mkdir()
+    code, _, err = run(capsys, "train", "--data", str(empty))
+    one_line_error(code, err, "cannot tell the format")
+
+
+def test_config_layout_global_keys_and_dataset_overrides(tmp_path):
+    path = tmp_path / "lightgcn_int.yml"
+    path.write_text(
+        "optimizer: {name: adam, lr: 5.0e-3, weight_decay: 0}\n"
+        "train: {epoch: 10, batch_size: 256, test_step: 3, save_model: true, reproducible: true}\n"
+        "test: {metrics: [recall, ndcg], k: [10, 20], batch_size: 64}\n"
+        "data: {type: general_cf, name: amazon}\n"
+        "model:\n  name: lightgcn_int\n  kd_weight: 1e-3\n  toy:\n    kd_weight: 0.5\n"
+        "  amazon:\n    kd_weight: 0.25\n")
+    user = config_mod.read_yaml(path)
+    assert config_mod.model_name_of(user) == "irllrec"
+    run = config_mod.resolve("irllrec", "toy", user)
+    assert run.model_config.kd_weight == 0.5 and run.train.lr == 5e-3
+    assert run.train.epochs == 10 and run.train.ks == (10, 20) and run.train.eval_batch_size == 64
+    assert config_mod.resolve("irllrec", "amazon", user).model_config.kd_weight == 0.25
+    other = config_mod.resolve("irllrec", "other", user)
+    assert other.model_config.kd_weight == 1e-3  # YAML's "1e-3" (a string) is coerced
+
+
+def test_shipped_defaults_follow_the_spec_table():
+    expected = {"amazon": (1e-7, 1e-2, 0.2, 2e-2, 0.2, 1e-7, 1e-7),
+                "yelp": (1e-7, 1e-2, 0.2, 1e-2, 0.2, 1e-7, 1e-7),
+                "movie": (1e-6, 1e-3, 0.2, 3e-2, 0.2, 1e-7, 1e-7)}
+    for dataset, values in expected.items():
+        run = config_mod.resolve("irllrec", dataset)
+        c = run.model_config
+        assert (c.reg_weight, c.kd_weight, c.kd_temperature, c.kd_int_weight,
+                c.kd_int_temperature, c.kd_int_weight_2, c.kd_int_weight_3) == values
+        assert (c.embedding_size, c.intent_num, c.layer_num, c.keep_rate) == (32, 128, 3, 1.0)
+        assert (run.train.lr, run.train.batch_size, run.train.eval_every, run.train.patience,
+                run.train.seed, run.train.epochs) == (1e-3, 4096, 3, 5, 2023, 3000)
+    lightgcn = config_mod.resolve("lightgcn", "amazon")
+    assert lightgcn.model_config.keep_rate == 0.8 and lightgcn.model_config.reg_weight == 1e-6
+
+
+def test_python_dash_m_entry_point():
+    done = subprocess.run([sys.executable, "-m", "irllrec_fast", "train", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--data" in done.stdout and "--resume" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "irllrec_fast", "train", "--epochs", "x"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_fused_without_the_operators_is_one_line(capsys, monkeypatch):
+    from irllrec_fast import extension_available, ops
+    if not extension_available():
+        pytest.skip("compiled operators absent")
+    monkeypatch.delattr(ops, "intent_assign", raising=False)
+    code, _, err = run(capsys, "train", "--impl", "fused", "--epochs", "1")
+    one_line_error(code, err, "impl='fused' needs the operators intent_assign")
+
+
+def test_authors_alias_kd_int_weight_1():
+    user = {"model": {"name": "lightgcn_int", "amazon": {"kd_int_weight_1": 0.02}}}
+    assert config_mod.resolve("irllrec", "amazon", user).model_config.kd_int_weight == 0.02

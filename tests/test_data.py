@@ -1,0 +1,264 @@
+"""Readers, the allow-list unpickler, the synthetic dataset and the BPR sampler."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from irllrec_fast import testing
+from irllrec_fast.data import (BPRSampler, DatasetError, detect_format, load_folder,
+                               load_irllrec, load_lightgcn, load_movielens, make_synthetic,
+                               per_user_split, safe_pickle)
+
+
+# ---------------------------------------------------------------------- pickles
+class _RunsCode:
+    """A pickle of this calls os.system when loaded by the standard unpickler."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_pickle_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "trn_mat.pkl"
+    path.write_bytes(pickle.dumps(_RunsCode(marker)))
+    with pytest.raises(safe_pickle.UnsafePickleError, match=r"refusing to load (posix|nt|os)\.system"):
+        safe_pickle.load(path)
+    assert not marker.exists()
+    # through a dataset folder it is a DatasetError naming the file
+    with pytest.raises(DatasetError, match="trn_mat.pkl.*refusing"):
+        load_irllrec(tmp_path)
+    assert not marker.exists()
+
+
+def test_pickle_of_other_objects_is_refused(tmp_path):
+    path = tmp_path / "x.pkl"
+    path.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(safe_pickle.UnsafePickleError, match="expected a numpy array"):
+        safe_pickle.load(path)
+    path.write_bytes(pickle.dumps(np.array([object()], dtype=object)))
+    with pytest.raises(safe_pickle.UnsafePickleError):
+        safe_pickle.load(path)
+
+
+def test_pickled_arrays_and_sparse_matrices_load(tmp_path):
+    array = np.random.default_rng(0).standard_normal((4, 3))
+    coo = sp.random(5, 6, density=0.4, random_state=0, format="coo")
+    for obj in (array, coo, coo.tocsr()):
+        path = tmp_path / "obj.pkl"
+        path.write_bytes(pickle.dumps(obj))
+        loaded = safe_pickle.load(path)
+        if sp.issparse(obj):
+            assert (loaded != obj).nnz == 0
+        else:
+            np.testing.assert_array_equal(loaded, obj)
+
+
+def test_real_pickle_equals_npz():
+    pkl = testing.real_interactions_path("amazon").with_suffix(".pkl")
+    if not pkl.is_file():
+        pytest.skip(f"real data absent: {pkl}")
+    loaded = safe_pickle.load(pkl)
+    reference = sp.load_npz(pkl.with_suffix(".npz"))
+    assert loaded.shape == reference.shape and (loaded.tocsr() != reference.tocsr()).nnz == 0
+
+
+# ---------------------------------------------------------------------- IRLLRec folders
+def write_irllrec(folder, U=6, I=5, text=True, width=(4, 3)):
+    folder.mkdir(exist_ok=True)
+    train = sp.coo_matrix(([1.0] * 6, ([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 0])), shape=(U, I))
+    valid = sp.coo_matrix(([1.0] * 2, ([0, 1], [1, 2])), shape=(U, I))
+    test = sp.coo_matrix(([1.0] * 2, ([2, 3], [3, 4])), shape=(U, I))
+    for stem, mat in (("trn_mat", train), ("val_mat", valid), ("tst_mat", test)):
+        sp.save_npz(folder / f"{stem}.npz", mat)
+    if text:
+        rng = np.random.default_rng(0)
+        np.save(folder / "usr_emb_np.npy", rng.standard_normal((U, width[0])))
+        np.save(folder / "itm_emb_np.npy", rng.standard_normal((I, width[0])))
+        np.save(folder / "user_intent_emb_3.npy", rng.standard_normal((U, width[1])))
+        (folder / "item_intent_emb_3.pkl").write_bytes(
+            pickle.dumps(rng.standard_normal((I, width[1]))))
+    return folder
+
+
+def test_irllrec_folder_with_text(tmp_path):
+    data = load_folder(write_irllrec(tmp_path / "toy"))
+    assert data.name == "toy" and (data.num_users, data.num_items) == (6, 5)
+    assert (data.train.nnz, data.valid.nnz, data.test.nnz) == (6, 2, 2)
+    assert data.text.profile_user.shape == (6, 4) and data.text.intent_item.shape == (5, 3)
+    assert detect_format(tmp_path / "toy") == "irllrec"
+
+
+def test_irllrec_folder_problems(tmp_path):
+    folder = write_irllrec(tmp_path / "a", text=False)
+    assert load_irllrec(folder).text is None
+    np.save(folder / "usr_emb_np.npy", np.zeros((6, 4)))
+    with pytest.raises(DatasetError, match="incomplete text embeddings, missing itm_emb_np"):
+        load_irllrec(folder)
+    folder = write_irllrec(tmp_path / "b")
+    np.save(folder / "itm_emb_np.npy", np.zeros((4, 4)))
+    with pytest.raises(DatasetError, match="profile_item has 4 rows but the dataset has 5 items"):
+        load_irllrec(folder)
+    folder = write_irllrec(tmp_path / "c", text=False)
+    sp.save_npz(folder / "val_mat.npz", sp.coo_matrix(([1.0], ([0], [0])), shape=(6, 5)))
+    with pytest.raises(DatasetError, match="train and valid splits share 1 interactions"):
+        load_irllrec(folder)
+    sp.save_npz(folder / "val_mat.npz", sp.coo_matrix((6, 4)))
+    with pytest.raises(DatasetError, match=r"valid split has shape \(6, 4\)"):
+        load_irllrec(folder)
+    (folder / "tst_mat.npz").unlink()
+    with pytest.raises(DatasetError, match="missing tst_mat.npz"):
+        load_irllrec(folder)
+    (folder / "val_mat.npz").write_bytes(b"not a zip")
+    with pytest.raises(DatasetError):
+        load_irllrec(folder)
+
+
+def test_real_irllrec_folder():
+    folder = testing.real_interactions_path("movie").parent
+    if not folder.is_dir():
+        pytest.skip(f"real data absent: {folder}")
+    data = load_folder(folder)
+    assert (data.num_users, data.num_items) == (16994, 9370)
+    assert (data.train.nnz, data.valid.nnz, data.test.nnz) == (134649, 16799, 16795)
+
+
+# ---------------------------------------------------------------------- LightGCN folders
+def test_lightgcn_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    lines_train, lines_test = [], []
+    for u in range(30):
+        items = rng.choice(20, size=8, replace=False)
+        lines_train.append(" ".join(map(str, [u, *items[:6]])))
+        lines_test.append(" ".join(map(str, [u, *items[6:]])))
+    (tmp_path / "train.txt").write_text("\n".join(lines_train) + "\n")
+    (tmp_path / "test.txt").write_text("\n".join(lines_test) + "\n")
+    assert detect_format(tmp_path) == "lightgcn"
+    data = load_lightgcn(tmp_path, seed=1)
+    assert (data.num_users, data.num_items) == (30, 20)
+    assert data.train.nnz + data.valid.nnz == 180 and data.test.nnz == 60
+    assert data.valid.nnz > 0 and (np.diff(data.train.indptr) > 0).all()
+    again = load_lightgcn(tmp_path, seed=1)
+    assert (again.valid != data.valid).nnz == 0  # seeded
+    (tmp_path / "test.txt").write_text("0 1 x\n")
+    with pytest.raises(DatasetError, match=r"test.txt:1: expected integer ids"):
+        load_lightgcn(tmp_path)
+
+
+# ---------------------------------------------------------------------- MovieLens
+def test_movielens_toy(tmp_path):
+    rows = [(u, i, 5 if (u + i) % 3 else 2, 0) for u in range(1, 21) for i in range(1, 16)]
+    (tmp_path / "u.data").write_text("\n".join("\t".join(map(str, r)) for r in rows) + "\n")
+    data = load_movielens(tmp_path, seed=0)
+    positives = sum(1 for r in rows if r[2] >= 4)
+    assert data.train.nnz + data.valid.nnz + data.test.nnz == positives
+    assert (np.diff(data.train.indptr) > 0).all() and (data.train.getnnz(0) > 0).all()
+    assert data.item_ids.tolist() == list(range(1, 16))
+
+
+def test_real_movielens_split():
+    folder = testing.shared_dir() / "data" / "ml-100k"
+    if not (folder / "u.data").is_file():
+        pytest.skip(f"real data absent: {folder}")
+    data = load_folder(folder)
+    raw = np.loadtxt(folder / "u.data", dtype=np.int64)
+    positives = raw[raw[:, 2] >= 4]
+    total = data.train.nnz + data.valid.nnz + data.test.nnz
+    assert total == len(positives)
+    assert data.num_users == len(np.unique(positives[:, 0]))
+    assert data.num_items == len(np.unique(positives[:, 1]))
+    # every user and every item keeps a training interaction; the split is about 3:1:1
+    assert (data.train.getnnz(1) > 0).all() and (data.train.getnnz(0) > 0).all()
+    assert 0.58 < data.train.nnz / total < 0.62
+    assert abs(data.valid.nnz - data.test.nnz) < 0.02 * total
+    again = load_folder(folder)
+    assert (again.test != data.test).nnz == 0
+
+
+def test_per_user_split_keeps_everyone_in_training():
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 200, 3000)
+    items = rng.integers(0, 300, 3000)
+    key = np.unique(users * 300 + items)
+    users, items = key // 300, key % 300
+    assign = per_user_split(users, items, 200, 300, (3, 1, 1), seed=3)
+    train = assign == 0
+    assert set(users[train]) == set(users) and set(items[train]) == set(items)
+    assert 0.55 < train.mean() < 0.7
+    np.testing.assert_array_equal(assign, per_user_split(users, items, 200, 300, (3, 1, 1), 3))
+
+
+def test_detect_format_says_what_it_expected(tmp_path):
+    with pytest.raises(DatasetError, match="trn_mat.npz .* train.txt .* u.data"):
+        detect_format(tmp_path)
+    with pytest.raises(DatasetError, match="not a directory"):
+        load_folder(tmp_path / "nothing")
+
+
+# ---------------------------------------------------------------------- synthetic
+def test_synthetic_dataset_properties():
+    data = make_synthetic(num_users=400, num_items=300, num_intents=8, seed=5)
+    again = make_synthetic(num_users=400, num_items=300, num_intents=8, seed=5)
+    assert (data.train != again.train).nnz == 0
+    np.testing.assert_array_equal(data.text.profile_item, again.text.profile_item)
+    assert (data.train.getnnz(1) > 0).all() and (data.train.getnnz(0) > 0).all()
+    # power-law popularity: the top 10% of items hold far more than 10% of the interactions
+    full = data.train + data.valid + data.test
+    popularity = np.sort(full.getnnz(0))[::-1]
+    assert popularity[: len(popularity) // 10].sum() > 0.3 * popularity.sum()
+    # the text carries the interactions' structure: items a user interacted with are closer to
+    # the user's profile than random items are
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+    sim = unit(data.text.profile_user) @ unit(data.text.profile_item).T
+    coo = full.tocoo()
+    assert sim[coo.row, coo.col].mean() > sim.mean() + 0.2
+
+
+# ---------------------------------------------------------------------- sampler
+def test_sampler_never_returns_a_training_item_and_covers_every_interaction():
+    data = make_synthetic(num_users=300, num_items=200, num_intents=6, seed=1)
+    sampler = BPRSampler(data.train, batch_size=500, seed=0)
+    batches = list(sampler.epoch())
+    assert len(batches) == len(sampler) == -(-data.train.nnz // 500)
+    users = np.concatenate([b.users.numpy() for b in batches])
+    pos = np.concatenate([b.pos.numpy() for b in batches])
+    neg = np.concatenate([b.neg.numpy() for b in batches])
+    assert data.train[users, pos].min() == 1  # positives are training interactions ...
+    assert np.asarray(data.train[users, neg]).max() == 0  # ... negatives never are
+    seen = sp.csr_matrix((np.ones(users.size), (users, pos)), shape=data.train.shape)
+    assert (seen != data.train).nnz == 0 and seen.max() == 1  # each interaction exactly once
+
+
+def test_sampler_is_uniform_over_the_complement():
+    # user 0 has items {1, 3}; its negatives must be uniform over {0, 2, 4, 5}
+    train = sp.csr_matrix(([1.0] * 2 + [1.0] * 5, ([0, 0] + [1] * 5, [1, 3, 0, 1, 2, 3, 4])),
+                          shape=(2, 6))
+    sampler = BPRSampler(train, seed=0)
+    counts = np.zeros((2, 6))
+    for _ in range(4000):
+        neg = sampler.sample_negatives()
+        np.add.at(counts, (sampler.users, neg), 1)
+    np.testing.assert_array_equal(counts[0, [1, 3]], 0)
+    np.testing.assert_allclose(counts[0, [0, 2, 4, 5]] / counts[0].sum(), 0.25, atol=0.02)
+    assert counts[1, :5].sum() == 0 and counts[1, 5] == 5 * 4000  # its only free item
+
+
+def test_sampler_state_round_trip_and_seed():
+    data = make_synthetic(num_users=100, num_items=80, num_intents=4, seed=2)
+    a, b = BPRSampler(data.train, 64, seed=9), BPRSampler(data.train, 64, seed=9)
+    state = a.state_dict()
+    first = [x.neg for x in a.epoch()]
+    b.load_state_dict(state)
+    assert all((x.neg == y).all() for x, y in zip(b.epoch(), first))
+
+
+def test_sampler_rejects_a_user_with_every_item():
+    train = sp.csr_matrix(np.ones((2, 3)))
+    with pytest.raises(DatasetError, match="interacted with every item"):
+        BPRSampler(train)

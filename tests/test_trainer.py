@@ -1,0 +1,129 @@
+"""The training protocol, checkpoints, resume and interrupts."""
+import json
+
+import pytest
+import torch
+
+from irllrec_fast import trainer as trainer_mod
+from irllrec_fast.config import TrainConfig
+from irllrec_fast.data import make_synthetic
+from irllrec_fast.models import IRLLRecConfig, LightGCNConfig, build_model
+from irllrec_fast.trainer import CHECKPOINT, METRICS, CheckpointError, Trainer
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_synthetic(num_users=150, num_items=100, num_intents=5, profile_width=16,
+                          intent_width=12, seed=3)
+
+
+CONFIGS = {"lightgcn": LightGCNConfig(embedding_size=8, layer_num=2),
+           "irllrec": IRLLRecConfig(embedding_size=8, layer_num=2, intent_num=6,
+                                    kd_int_weight_2=0.01, kd_int_weight_3=0.1)}
+
+
+def make_trainer(data, name="lightgcn", out=None, seed=0, **train):
+    torch.manual_seed(seed)
+    model = build_model(name, data.train_graph(), CONFIGS[name], text=data.text, impl="torch")
+    config = TrainConfig(**{"epochs": 7, "batch_size": 128, "lr": 0.01, **train})
+    return Trainer(model, data, config, out_dir=out, progress=False,
+                   run_info={"model": name})
+
+
+def test_validates_every_third_epoch_and_stops_on_patience(data, monkeypatch):
+    trainer = make_trainer(data, epochs=100, patience=2)
+    recalls = iter([0.1, 0.2, 0.15, 0.19, 0.5])
+    snapshots = {}
+
+    def fake_evaluate(split):
+        weights = trainer.model.user_embeds.detach().clone()
+        if split == "test":
+            snapshots["test"] = weights
+            return {"recall@20": -1.0, "ndcg@20": 0.0}
+        snapshots[len(snapshots)] = weights
+        return {"recall@20": next(recalls), "ndcg@20": 0.0}
+
+    monkeypatch.setattr(trainer, "evaluate", fake_evaluate)
+    result = trainer.fit()
+    assert [v["epoch"] for v in trainer.history["validations"]] == [0, 3, 6, 9]
+    assert result["epochs_run"] == 10 and result["best_epoch"] == 3
+    torch.testing.assert_close(snapshots["test"], snapshots[1])  # the best state was reloaded
+
+
+def test_trains_and_writes_metrics(data, tmp_path):
+    trainer = make_trainer(data, out=tmp_path)
+    result = trainer.fit()
+    assert result["test"]["recall@20"] > 0.05  # clearly better than random (20/100 * ...)
+    saved = json.loads((tmp_path / METRICS).read_text())
+    assert saved["test"] == result["test"] and saved["best_epoch"] == result["best_epoch"]
+    assert [e["epoch"] for e in saved["epochs"]] == list(range(7))
+    assert {"loss", "bpr", "reg", "seconds"} <= set(saved["epochs"][0])
+    assert [v["epoch"] for v in saved["validations"]] == [0, 3, 6]
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("name", ["lightgcn", "irllrec"])
+def test_resume_after_interrupt_equals_an_uninterrupted_run(data, tmp_path, monkeypatch, name):
+    straight = make_trainer(data, name, out=tmp_path / "a")
+    expected = straight.fit()
+
+    interrupted = make_trainer(data, name, out=tmp_path / "b")
+    original = Trainer.train_epoch
+
+    def crash_at_5(self, epoch):
+        if epoch == 5:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", crash_at_5)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+
+    saved = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=True)
+    assert saved["next_epoch"] == 4  # the checkpoint of the validation after epoch 3
+    resumed = make_trainer(data, name, out=tmp_path / "b", seed=123)  # other initial weights
+    result = resumed.fit(resume=True)
+    assert result["test"] == expected["test"]
+    assert result["best_epoch"] == expected["best_epoch"]
+    for key, value in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0)
+    assert resumed.history["validations"][-1]["recall@20"] == \
+        straight.history["validations"][-1]["recall@20"]
+
+
+def test_interrupt_while_writing_keeps_the_previous_checkpoint(data, tmp_path, monkeypatch):
+    trainer = make_trainer(data, out=tmp_path, epochs=4)
+    real_save = torch.save
+    calls = []
+
+    def save_then_interrupt(obj, path):
+        calls.append(path)
+        if len(calls) == 2:  # the second validation: half a file, then Ctrl-C
+            with open(path, "wb") as handle:
+                handle.write(b"partial")
+            raise KeyboardInterrupt
+        real_save(obj, path)
+
+    monkeypatch.setattr(trainer_mod.torch, "save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    monkeypatch.setattr(trainer_mod.torch, "save", real_save)
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    assert state["next_epoch"] == 1  # the first validation's checkpoint, intact
+    assert not list(tmp_path.glob(".*tmp*"))
+    resumed = make_trainer(data, out=tmp_path, epochs=4)
+    assert resumed.fit(resume=True)["epochs_run"] == 4
+
+
+def test_resume_refuses_a_foreign_or_missing_checkpoint(data, tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        make_trainer(data, out=tmp_path).fit(resume=True)
+    make_trainer(data, out=tmp_path, epochs=1).fit()
+    other = make_trainer(data, out=tmp_path)
+    other.run_info = {"model": "something else"}
+    with pytest.raises(CheckpointError, match="belongs to another run"):
+        other.fit(resume=True)
+    (tmp_path / CHECKPOINT).write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot load it"):
+        make_trainer(data, out=tmp_path).fit(resume=True)
