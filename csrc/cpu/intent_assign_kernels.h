@@ -86,12 +86,14 @@ void block_product(const scalar_t* __restrict__ A, const scalar_t* __restrict__ 
   }
 }
 
-// The same for M rows: blocks of 6, then one block for the remainder.
+// The same for M rows, in blocks of at most 6 rows of near-equal size (32 rows: 6 6 5 5 5 5, not
+// 6 6 6 6 6 2, whose last block would keep few accumulators busy).
 template <typename scalar_t, bool ACCUMULATE, bool TWO = false>
 void small_product(int64_t M, const scalar_t* A, const scalar_t* A2, int64_t sa, int64_t si,
                    const scalar_t* B, const scalar_t* B2, int64_t ldb, int64_t inner,
                    int64_t ncols, scalar_t* C, int64_t ldc) {
   constexpr int kRows = 6;
+  const int64_t blocks = (M + kRows - 1) / kRows;
   int64_t r = 0;
   const auto block = [&](auto rows) {
     constexpr int kBlock = decltype(rows)::value;
@@ -99,14 +101,17 @@ void small_product(int64_t M, const scalar_t* A, const scalar_t* A2, int64_t sa,
                                                      si, B, B2, ldb, inner, ncols, C + r * ldc,
                                                      ldc);
   };
-  for (; r + kRows <= M; r += kRows) block(std::integral_constant<int, kRows>{});
-  switch (M - r) {
-    case 1: block(std::integral_constant<int, 1>{}); break;
-    case 2: block(std::integral_constant<int, 2>{}); break;
-    case 3: block(std::integral_constant<int, 3>{}); break;
-    case 4: block(std::integral_constant<int, 4>{}); break;
-    case 5: block(std::integral_constant<int, 5>{}); break;
-    default: break;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t rows = (M - r + (blocks - b) - 1) / (blocks - b);
+    switch (rows) {
+      case 1: block(std::integral_constant<int, 1>{}); break;
+      case 2: block(std::integral_constant<int, 2>{}); break;
+      case 3: block(std::integral_constant<int, 3>{}); break;
+      case 4: block(std::integral_constant<int, 4>{}); break;
+      case 5: block(std::integral_constant<int, 5>{}); break;
+      default: block(std::integral_constant<int, kRows>{}); break;
+    }
+    r += rows;
   }
 }
 
