@@ -3,7 +3,7 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
+#include <memory>
 
 namespace irllrec_fast {
 namespace cpu {
@@ -22,10 +22,16 @@ struct AssignWeights {
 };
 
 // Per-thread buffers for tiles of up to T rows: logits / probabilities, their gradient, and the
-// padded output rows when d is not a multiple of the column block.
+// padded output rows when d is not a multiple of the column block. Left uninitialised: the tile
+// kernels write every entry before reading it.
 template <typename scalar_t>
 struct AssignScratch {
-  std::vector<scalar_t> z, dz, o;
+  struct Buffer {
+    std::unique_ptr<scalar_t[]> values;
+    explicit Buffer(int64_t size) : values(new scalar_t[size]) {}
+    scalar_t* data() { return values.get(); }
+  };
+  Buffer z, dz, o;
   AssignScratch(int64_t T, const AssignWeights<scalar_t>& w)
       : z(T * w.Kp), dz(T * w.Kp), o(T * w.dp) {}
 };
