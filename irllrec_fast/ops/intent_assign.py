@@ -51,6 +51,7 @@ def _setup_context(ctx, inputs, output):
     _, lse = output
     ctx.save_for_backward(e, w, lse)
     ctx.mark_non_differentiable(lse)
+    ctx.set_materialize_grads(False)  # no zeros for lse's gradient, which is never used
 
 
 def _backward(ctx, grad_out, grad_lse):

@@ -51,10 +51,13 @@ def _setup_context(ctx, inputs, output):
     rowptr, col, t_rowptr, t_col, r, x = inputs
     out, row_sum, norm = output
     ctx.mark_non_differentiable(row_sum, norm)
+    ctx.set_materialize_grads(False)  # no zeros for the gradients of row_sum and norm
     ctx.save_for_backward(rowptr, col, t_rowptr, t_col, r, x, out, row_sum, norm)
 
 
 def _backward(ctx, grad_out, grad_row_sum, grad_norm):
+    if grad_out is None:
+        return None, None, None, None, None, None
     rowptr, col, t_rowptr, t_col, r, x, out, row_sum, norm = ctx.saved_tensors
     grad_r, grad_x = torch.ops.irllrec_fast.intent_propagate_backward(
         grad_out.contiguous(), rowptr, col, t_rowptr, t_col, r, x, out, row_sum, norm)
