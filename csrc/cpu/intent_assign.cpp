@@ -27,7 +27,9 @@
 
 // The tile kernels pass 32-byte vectors by value between inline functions of one SIMD variant;
 // GCC's note that this changes the ABI of the baseline variant does not concern them.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 
 #define IRLLREC_SIMD_NS base
 #include "intent_assign_kernels.h"

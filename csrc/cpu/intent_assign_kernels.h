@@ -36,11 +36,16 @@ struct Vec {
   }
   static void store(scalar_t* p, const type& v) { std::memcpy(p, &v, sizeof(v)); }
   static type broadcast(scalar_t s) { return type{} + s; }
+  // a where mask (all bits set), else b; comparisons of vectors give such masks. Written with
+  // bit operations, which every compiler with GNU vectors supports (the vector ?: is GCC's).
+  static type select(index_type mask, type a, type b) {
+    return (type)((mask & (index_type)a) | (~mask & (index_type)b));
+  }
   // 1 in the lanes below `count`, 0 above
   static type head_mask(int64_t count) {
     index_type lane;
     for (int l = 0; l < kWidth; ++l) lane[l] = l;
-    return lane < index_t(count) ? broadcast(1) : type{};
+    return select(lane < index_t(count), broadcast(1), type{});
   }
 };
 
@@ -121,7 +126,7 @@ void small_product(int64_t M, const scalar_t* A, const scalar_t* A2, int64_t sa,
 inline Vec<float>::type exp_vec(Vec<float>::type x) {
   using vec = Vec<float>::type;
   using ivec = Vec<float>::index_type;
-  x = x < -88.0f ? vec{} - 88.0f : x;
+  x = Vec<float>::select(x < -88.0f, vec{} - 88.0f, x);
   // round to nearest without a call: adding 1.5 * 2^23 pushes the fraction bits out
   const vec n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   vec r = x - n * 0.693359375f;  // ln 2 split in two for an exact first step
@@ -134,7 +139,8 @@ inline Vec<float>::type exp_vec(Vec<float>::type x) {
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
   ivec e = __builtin_convertvector(n, ivec);
-  e = e > 128 ? ivec{} + 128 : e;
+  const ivec over = e > 128;
+  e = (over & 128) | (~over & e);
   e = (e + 127) << 23;
   return p * (vec)e;  // same-size vector cast: the bits as floats
 }
@@ -154,7 +160,7 @@ scalar_t row_max(const scalar_t* __restrict__ z, int64_t K) {
   int64_t k = 0;
   for (; k + W <= K; k += W) {
     const vec v = V::load(z + k);
-    m = v > m ? v : m;
+    m = V::select(v > m, v, m);
   }
   scalar_t best = m[0];
   for (int l = 1; l < W; ++l) best = m[l] > best ? m[l] : best;
