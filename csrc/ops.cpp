@@ -12,4 +12,20 @@ TORCH_LIBRARY(irllrec_fast, m) {
       "spmm(Tensor rowptr, Tensor col, Tensor value, Tensor t_rowptr, Tensor t_col, "
       "Tensor t_perm, Tensor x) -> Tensor");
   m.def("spmm_backward_value(Tensor rowptr, Tensor col, Tensor grad_out, Tensor x) -> Tensor");
+  // (out [n, d], lse [n]) = (softmax(e w) w^T, logsumexp(e w)); the backward recomputes the
+  // probabilities from lse and returns (grad_e, grad_w).
+  m.def("intent_assign(Tensor e, Tensor w) -> (Tensor, Tensor)");
+  m.def("intent_assign_backward(Tensor grad, Tensor e, Tensor w, Tensor lse) -> (Tensor, Tensor)");
+  // (out [n, d], row_sum [n], norm [n]): intent-weighted, row-normalised aggregation of x over
+  // the structure (rowptr, col); row_sum = sum of the row's alphas, norm = ||r|| per row. The
+  // edge values are not an input. (t_rowptr, t_col) is the transpose structure, read only by the
+  // backward; when they are the very tensors rowptr and col, the structure is taken as symmetric
+  // and the backward makes one pass instead of two.
+  m.def(
+      "intent_propagate(Tensor rowptr, Tensor col, Tensor t_rowptr, Tensor t_col, Tensor r, "
+      "Tensor x) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "intent_propagate_backward(Tensor grad, Tensor rowptr, Tensor col, Tensor t_rowptr, "
+      "Tensor t_col, Tensor r, Tensor x, Tensor out, Tensor row_sum, Tensor norm) "
+      "-> (Tensor, Tensor)");
 }

@@ -1,0 +1,58 @@
+"""intent_assign: the fused kernel against its reference (softmax(e w) w^T in eager PyTorch, which
+materialises the [n, K] logits and probabilities), forward and forward+backward (gradients for e
+and w), on every node of the datasets' graphs. Groups: intent_assign-<fwd|fwdbwd>-<graph>-d<d>-K<K>."""
+import math
+
+import pytest
+import torch
+
+from conftest import synchronize
+from inputs import dataset_graph, random_features
+from irllrec_fast import ops
+
+IMPLS = {"fused": ops.intent_assign, "reference": ops.reference.intent_assign}
+K = 128
+
+
+def prototypes(d, k, device, seed=2):
+    """Xavier-uniform [d, K], as the model initialises them."""
+    uniform = torch.rand(d, k, generator=torch.Generator().manual_seed(seed))
+    return ((uniform * 2 - 1) * math.sqrt(6.0 / (d + k))).to(device)
+
+
+@pytest.mark.parametrize("d", [32])
+@pytest.mark.parametrize("pass_", ["fwd", "fwdbwd"])
+@pytest.mark.parametrize("impl", list(IMPLS))
+def test_intent_assign(benchmark, run_benchmark, bench_device, graph_name, d, pass_, impl):
+    if graph_name.startswith("large") and bench_device.type != "cuda":
+        pytest.skip("large graphs are for GPUs (--bench-size=large on a CUDA device)")
+    graph, source = dataset_graph(graph_name)
+    benchmark.group = f"intent_assign-{pass_}-{graph_name}-d{d}-K{K}"
+    fn = IMPLS[impl]
+    e = random_features(graph.num_nodes, d).to(bench_device)
+    w = prototypes(d, K, bench_device)
+    grad = random_features(graph.num_nodes, d, seed=1).to(bench_device)
+
+    # correctness before timing, outputs and gradients
+    results = []
+    for f in IMPLS.values():
+        ee, ww = e.clone().requires_grad_(), w.clone().requires_grad_()
+        out = f(ee, ww)
+        out.backward(grad)
+        results.append((out.detach(), ee.grad, ww.grad))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+    if pass_ == "fwd":
+        def step():
+            with torch.no_grad():
+                fn(e, w)
+    else:
+        eg, wg = e.clone().requires_grad_(), w.clone().requires_grad_()
+
+        def step():
+            fn(eg, wg).backward(grad)
+            eg.grad = wg.grad = None
+    run_benchmark(step, impl=impl, graph=graph_name, source=source, nodes=graph.num_nodes, d=d,
+                  K=K)
+    synchronize(bench_device)
