@@ -12,4 +12,9 @@ TORCH_LIBRARY(irllrec_fast, m) {
       "spmm(Tensor rowptr, Tensor col, Tensor value, Tensor t_rowptr, Tensor t_col, "
       "Tensor t_perm, Tensor x) -> Tensor");
   m.def("spmm_backward_value(Tensor rowptr, Tensor col, Tensor grad_out, Tensor x) -> Tensor");
+  // loss[k] = -<a_k, b_k>/t + lse[k], lse[k] = log sum_j exp(<a_k, c_j>/t); a, b [B, d], c [M, d]
+  m.def("infonce(Tensor a, Tensor b, Tensor c, float temperature) -> (Tensor, Tensor)");
+  m.def(
+      "infonce_backward(Tensor grad, Tensor a, Tensor b, Tensor c, Tensor lse, "
+      "float temperature) -> (Tensor, Tensor, Tensor)");
 }
