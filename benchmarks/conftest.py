@@ -40,14 +40,16 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def record(benchmark, fn, device, **info):
+def record(benchmark, fn, device, rounds=None, warmup_rounds=1, **info):
     """Times fn with pytest-benchmark and stores its peak extra memory (one more call) and
-    device facts in extra_info."""
+    device facts in extra_info. rounds defaults to benchmark_rounds(device); slow references
+    pass fewer."""
     def timed():
         fn()
         synchronize(device)
 
-    benchmark.pedantic(timed, rounds=benchmark_rounds(device), warmup_rounds=1, iterations=1)
+    benchmark.pedantic(timed, rounds=rounds or benchmark_rounds(device),
+                       warmup_rounds=warmup_rounds, iterations=1)
     benchmark.extra_info.update(info)
     benchmark.extra_info["device"] = (torch.cuda.get_device_name(device)
                                       if device.type == "cuda" else "cpu")
@@ -61,8 +63,8 @@ def benchmark_rounds(device):
 
 @pytest.fixture
 def run_benchmark(benchmark, bench_device):
-    def run(fn, **info):
-        record(benchmark, fn, bench_device, **info)
+    def run(fn, rounds=None, warmup_rounds=1, **info):
+        record(benchmark, fn, bench_device, rounds, warmup_rounds, **info)
     return run
 
 

@@ -8,18 +8,21 @@
 // weights with the saved lse, and takes both gradient products from the same tile while it is
 // in cache. The logits are kept in base 2 (anchors scaled by log2(e) / tau) for a cheaper exp.
 //
-// Extra memory: forward, the packed candidates (M d) and the scaled anchors (B d); backward, the
-// scaled anchors, one partial gradient sum per thread for the smaller side (at most (B + M) d in
-// all, else two passes, see BackwardMode) and a few tiles per thread.
+// Work is cut into a fixed number of units (anchor blocks x candidate ranges) that threads take
+// as they become free, and every unit writes its own outputs or partial sums, which are added in
+// a fixed order. So there are no atomics on data, and equal inputs give bitwise equal outputs
+// whatever the number of threads.
 //
-// Determinism: no atomics; every sum runs in an order fixed by the shapes and the number of
-// threads (at::get_num_threads()), so equal inputs give bitwise equal outputs.
+// Extra memory: forward, the packed candidates (M d) and the scaled anchors (B d); backward, the
+// scaled anchors, partial gradient sums bounded by 2 (B + M) d per side (see backward_groups),
+// and a few tiles per thread.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -85,10 +88,10 @@ constexpr int64_t kLogitRows = base::infonce_tiles::kLogitRows;  // rows per log
 // of weights, sized for L1/L2.
 constexpr int64_t kForwardBlockRows = 32 * kLogitRows;
 constexpr int64_t kBackwardBlockRows = 8 * kLogitRows;
-// Backward blocks that sweep the tiles together, so that each tile's packed candidates and
-// partial gradient are fetched once per group rather than once per block.
-constexpr int64_t kBlocksPerGroup = 8;
-constexpr int64_t kMinWorkPerChunk = int64_t(1) << 20;  // multiply-adds; less is not worth a thread
+// Work units per call: enough for threads to even out a shared machine's stalls, and fixed, so
+// that the cut (hence every rounding) does not depend on the number of threads.
+constexpr int64_t kUnits = 16;
+constexpr int64_t kMinWorkPerThread = int64_t(1) << 20;  // multiply-adds; less is not worth a thread
 
 constexpr double kLog2e = 1.44269504088896340736;
 constexpr double kLn2 = 0.693147180559945309417;
@@ -158,9 +161,19 @@ std::pair<int64_t, int64_t> part_range(int64_t n, int64_t parts, int64_t i) {
   return {n * i / parts, n * (i + 1) / parts};
 }
 
-int64_t chunks_for(int64_t items, int64_t work) {
-  const int64_t by_work = std::max<int64_t>(1, work / kMinWorkPerChunk);
-  return std::max<int64_t>(1, std::min<int64_t>({int64_t(at::get_num_threads()), items, by_work}));
+// Runs work(u, buffers) for u in [0, units) on the intra-op threads, each taking the next unit
+// when it is free; buffers = make_buffers(), once per thread. Units write disjoint outputs, so
+// the order in which threads take them does not matter.
+template <typename MakeBuffers, typename Work>
+void run_units(int64_t units, int64_t total_work, const MakeBuffers& make_buffers,
+               const Work& work) {
+  const int64_t threads = std::max<int64_t>(
+      1, std::min<int64_t>({int64_t(at::get_num_threads()), units, total_work / kMinWorkPerThread}));
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    auto buffers = make_buffers();
+    for (int64_t u = next.fetch_add(1); u < units; u = next.fetch_add(1)) work(u, buffers);
+  });
 }
 
 void check_inputs(const at::Tensor& a, const at::Tensor& b, const at::Tensor& c,
@@ -211,34 +224,26 @@ void forward_impl(const at::Tensor& a, const at::Tensor& a_scaled, const at::Ten
 
   // Few anchor blocks (short B, long M): the tiles of each block are split into ranges whose
   // partial (max, sum) pairs are merged afterwards in range order.
-  const int64_t threads = at::get_num_threads();
-  const int64_t splits = lay.num_blocks >= 2 * threads
-                             ? 1
-                             : std::min(lay.num_tiles, ceil_div(2 * threads, lay.num_blocks));
+  const int64_t splits =
+      lay.num_blocks >= kUnits ? 1 : std::min(lay.num_tiles, ceil_div(kUnits, lay.num_blocks));
   std::vector<scalar_t> part_max(splits * B), part_sum(splits * B);
-
-  const int64_t units = lay.num_blocks * splits;
-  const int64_t work_per_unit = lay.block * lay.M * std::max<int64_t>(d, 1) / splits;
-  const int64_t grain = std::max<int64_t>(1, kMinWorkPerChunk / std::max<int64_t>(work_per_unit, 1));
-  at::parallel_for(0, units, grain, [&](int64_t u0, int64_t u1) {
-    std::vector<scalar_t> buf(kLogitRows * lay.tile);
-    for (int64_t u = u0; u < u1; ++u) {
-      const int64_t blk = u / splits, split = u % splits;
-      const int64_t r0 = blk * lay.block, rows = lay.rows_of(blk);
-      const auto [t0, t1] = part_range(lay.num_tiles, splits, split);
-      scalar_t* m = part_max.data() + split * B + r0;
-      scalar_t* l = part_sum.data() + split * B + r0;
-      std::fill(m, m + rows, -std::numeric_limits<scalar_t>::infinity());
-      std::fill(l, l + rows, scalar_t(0));
-      for (int64_t t = t0; t < t1; ++t) {
-        const scalar_t* ct_t = cts + t * d * lay.tile;
-        const int64_t valid = lay.valid_of(t), width = lay.width_of(t);
-        for (int64_t i = 0; i < rows; i += kLogitRows) {
-          const int64_t n = std::min<int64_t>(kLogitRows, rows - i);
-          kernels.logits(as + (r0 + i) * d, n, d, ct_t, lay.tile, valid, width, buf.data(),
-                         lay.tile);
-          kernels.online_lse(buf.data(), n, width, lay.tile, m + i, l + i);
-        }
+  run_units(lay.num_blocks * splits, B * lay.M * std::max<int64_t>(d, 1),
+            [&] { return std::vector<scalar_t>(kLogitRows * lay.tile); },
+            [&](int64_t u, std::vector<scalar_t>& buf) {
+    const int64_t blk = u / splits, split = u % splits;
+    const int64_t r0 = blk * lay.block, rows = lay.rows_of(blk);
+    const auto [t0, t1] = part_range(lay.num_tiles, splits, split);
+    scalar_t* m = part_max.data() + split * B + r0;
+    scalar_t* l = part_sum.data() + split * B + r0;
+    std::fill(m, m + rows, -std::numeric_limits<scalar_t>::infinity());
+    std::fill(l, l + rows, scalar_t(0));
+    for (int64_t t = t0; t < t1; ++t) {
+      const scalar_t* ct_t = cts + t * d * lay.tile;
+      const int64_t valid = lay.valid_of(t), width = lay.width_of(t);
+      for (int64_t i = 0; i < rows; i += kLogitRows) {
+        const int64_t n = std::min<int64_t>(kLogitRows, rows - i);
+        kernels.logits(as + (r0 + i) * d, n, d, ct_t, lay.tile, valid, width, buf.data(), lay.tile);
+        kernels.online_lse(buf.data(), n, width, lay.tile, m + i, l + i);
       }
     }
   });
@@ -271,16 +276,25 @@ void forward_impl(const at::Tensor& a, const at::Tensor& a_scaled, const at::Ten
 // With g the upstream gradient and p_kj = exp(<a_k, c_j>/tau - lse_k):
 //   grad_a_k = (sum_j g_k p_kj c_j - g_k b_k) / tau,  grad_b_k = -g_k a_k / tau,
 //   grad_c_j = sum_k g_k p_kj a_k / tau.
-// Each (anchor block, candidate tile) unit gives both sums' share. Who owns what:
-//   kCandidates: chunks of candidate tiles; a tile, packed once, meets every anchor block and
-//                then writes its rows of grad_c; grad_a goes to one partial sum (B x dp) per
-//                chunk, added up in chunk order at the end;
-//   kAnchors:    (B > M) chunks of anchor blocks, the mirror image: grad_a rows belong to their
-//                chunk, grad_c goes to one partial sum (M x d) per chunk;
-//   kTwoPass:    when those partial sums for every chunk would exceed (B + M) d: grad_a from a
-//                pass over anchor blocks, grad_c from a pass over tiles (the logits and weights
-//                are computed twice, no partial sums).
-enum class BackwardMode { kCandidates, kAnchors, kTwoPass };
+// The anchor blocks are cut into `anchor_groups` ranges, the candidate tiles into
+// `candidate_groups`; unit (i, j) takes anchor group i against candidate group j, tile by tile
+// (a tile, packed once, meets every block of the group). Its share of grad_a goes to partial sum
+// j (B x dp), its share of grad_c to partial sum i (M x d; or straight into grad_c when there
+// is one anchor group), so units never write the same element; the partial sums are added in
+// group order at the end. The partial sums are bounded by 2 (B + M) d on each side.
+struct BackwardGroups {
+  int64_t anchor_groups, candidate_groups;
+};
+
+BackwardGroups backward_groups(const Layout& lay) {
+  const int64_t B = lay.B, M = lay.M;
+  const int64_t most_candidate_groups = std::clamp<int64_t>(2 * (B + M) / B, 1, lay.num_tiles);
+  const int64_t most_anchor_groups = std::clamp<int64_t>(2 * (B + M) / M, 1, lay.num_blocks);
+  if (most_candidate_groups >= kUnits) return {1, kUnits};
+  if (most_anchor_groups >= kUnits) return {kUnits, 1};
+  return {std::min(most_anchor_groups, ceil_div(kUnits, most_candidate_groups)),
+          most_candidate_groups};
+}
 
 template <typename scalar_t>
 void backward_impl(const at::Tensor& grad, const at::Tensor& a_scaled, const at::Tensor& a,
@@ -289,11 +303,12 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& a_scaled, const at:
                    at::Tensor& grad_c) {
   const Layout lay(a.size(0), c.size(0), a.size(1), kBackwardBlockRows);
   const int64_t B = lay.B, M = lay.M, d = lay.d, dp = lay.dp, tile = lay.tile;
-  const int64_t tile_elems = d * tile;
   const auto kernels = tile_kernels<scalar_t>();
   const scalar_t* as = a_scaled.data_ptr<scalar_t>();
   const scalar_t* cs = c.data_ptr<scalar_t>();
   const scalar_t* gs = grad.data_ptr<scalar_t>();
+  const scalar_t ln2 = scalar_t(kLn2);
+
   // The saved lse in base 2, like the logits, and the weights' row factor g_k. Rounding lse * log2(e)
   // would shift every weight of the row by the same relative error (~1e-7 * lse); the factor
   // 2^-(rounding error) in g_k takes it back out.
@@ -304,24 +319,13 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& a_scaled, const at:
     lse2[k] = scalar_t(exact);
     coef[k] = scalar_t(double(gs[k]) * std::exp2(double(lse2[k]) - exact));
   }
-  const int64_t work = B * M * std::max<int64_t>(d, 1);
-  const scalar_t ln2 = scalar_t(kLn2);
 
-  BackwardMode mode = B > M ? BackwardMode::kAnchors : BackwardMode::kCandidates;
-  const int64_t chunks =
-      chunks_for(mode == BackwardMode::kAnchors ? lay.num_blocks : lay.num_tiles, work);
-  if (chunks > 1 && chunks * std::min(B, M) > B + M) mode = BackwardMode::kTwoPass;
-
-  // sum_j g_k p_kj c_j (B x dp), per chunk in kCandidates
-  const int64_t ga_copies = mode == BackwardMode::kCandidates ? chunks : 1;
-  auto ga_parts = at::zeros({ga_copies, B, dp}, a.options());
+  const auto [anchor_groups, candidate_groups] = backward_groups(lay);
+  // sum_j g_k p_kj c_j per candidate group, and sum_k g_k p_kj a_k log2(e) / tau per anchor group
+  auto ga_parts = at::zeros({candidate_groups, B, dp}, a.options());
+  auto gc_parts = anchor_groups > 1 ? at::empty({anchor_groups, M, d}, a.options()) : grad_c;
   scalar_t* gap = ga_parts.data_ptr<scalar_t>();
-  // sum_k g_k p_kj a_k log2(e) / tau, tile by tile transposed, per chunk (kAnchors only)
-  auto gc_parts = mode == BackwardMode::kAnchors
-                      ? at::zeros({chunks, lay.num_tiles, d, tile}, a.options())
-                      : at::Tensor();
-  scalar_t* gcp = gc_parts.defined() ? gc_parts.data_ptr<scalar_t>() : nullptr;
-  scalar_t* grad_c_p = grad_c.data_ptr<scalar_t>();
+  scalar_t* gcp = gc_parts.data_ptr<scalar_t>();
 
   // Per-thread working set: one tile of c in both layouts, its weights, its grad_c share.
   struct Buffers {
@@ -329,84 +333,45 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& a_scaled, const at:
     explicit Buffers(const Layout& l)
         : ct(l.d * l.tile), cr(l.tile * l.dp), q(l.block * l.tile), gct(l.d * l.tile) {}
   };
-  // One (block, tile) unit: weights q = g_k p_kj of the block's rows, then the two products.
-  auto unit = [&](int64_t blk, int64_t t, Buffers& buf, scalar_t* ga, scalar_t* gct) {
-    const int64_t r0 = blk * lay.block, rows = lay.rows_of(blk), width = lay.width_of(t);
+  run_units(anchor_groups * candidate_groups, B * M * std::max<int64_t>(d, 1),
+            [&] { return Buffers(lay); }, [&](int64_t u, Buffers& buf) {
+    const int64_t group_a = u / candidate_groups, group_c = u % candidate_groups;
+    const auto [b0, b1] = part_range(lay.num_blocks, anchor_groups, group_a);
+    const auto [t0, t1] = part_range(lay.num_tiles, candidate_groups, group_c);
+    scalar_t* ga = gap + group_c * B * dp;
+    scalar_t* gc = gcp + group_a * M * d;
+    // one anchor group: this is grad_c itself, so scale it here
+    const scalar_t gc_scale = anchor_groups == 1 ? ln2 : scalar_t(1);
     scalar_t* q = buf.q.data();
-    kernels.logits(as + r0 * d, rows, d, buf.ct.data(), tile, lay.valid_of(t), width, q, tile);
-    kernels.weights(q, rows, width, tile, lse2.data() + r0, coef.data() + r0);
-    if (ga != nullptr)
-      kernels.weighted_candidates(q, rows, tile, buf.cr.data(), width, dp, ga + r0 * dp);
-    if (gct != nullptr) kernels.weighted_anchors(as + r0 * d, rows, d, q, tile, width, gct, tile);
-  };
-
-  // Chunks of anchor blocks; blocks sweep the tiles in groups, so that a packed tile serves
-  // several blocks.
-  auto sweep_blocks = [&](int64_t n_chunks, bool want_ga, bool want_gc) {
-    at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
-      Buffers buf(lay);
-      for (int64_t ch = c0; ch < c1; ++ch) {
-        const auto [b0, b1] = part_range(lay.num_blocks, n_chunks, ch);
-        for (int64_t g0 = b0; g0 < b1; g0 += kBlocksPerGroup) {
-          const int64_t g1 = std::min(b1, g0 + kBlocksPerGroup);
-          for (int64_t t = 0; t < lay.num_tiles; ++t) {
-            pack_tile_transposed(cs, lay, t, buf.ct.data());
-            if (want_ga) pack_tile_rows(cs, lay, t, buf.cr.data());
-            scalar_t* gct = want_gc ? gcp + (ch * lay.num_tiles + t) * tile_elems : nullptr;
-            for (int64_t blk = g0; blk < g1; ++blk)
-              unit(blk, t, buf, want_ga ? gap : nullptr, gct);
-          }
-        }
+    for (int64_t t = t0; t < t1; ++t) {
+      pack_tile_transposed(cs, lay, t, buf.ct.data());
+      pack_tile_rows(cs, lay, t, buf.cr.data());
+      std::fill(buf.gct.begin(), buf.gct.end(), scalar_t(0));
+      const int64_t valid = lay.valid_of(t), width = lay.width_of(t);
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t r0 = blk * lay.block, rows = lay.rows_of(blk);
+        kernels.logits(as + r0 * d, rows, d, buf.ct.data(), tile, valid, width, q, tile);
+        kernels.weights(q, rows, width, tile, lse2.data() + r0, coef.data() + r0);
+        kernels.weighted_candidates(q, rows, tile, buf.cr.data(), width, dp, ga + r0 * dp);
+        kernels.weighted_anchors(as + r0 * d, rows, d, q, tile, width, buf.gct.data(), tile);
       }
-    });
-  };
-  // Chunks of candidate tiles; each tile meets every anchor block, then its grad_c rows are final.
-  auto sweep_tiles = [&](int64_t n_chunks, bool want_ga, bool want_gc) {
-    at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
-      Buffers buf(lay);
-      for (int64_t ch = c0; ch < c1; ++ch) {
-        const auto [t0, t1] = part_range(lay.num_tiles, n_chunks, ch);
-        scalar_t* ga = want_ga ? gap + ch * B * dp : nullptr;
-        for (int64_t t = t0; t < t1; ++t) {
-          pack_tile_transposed(cs, lay, t, buf.ct.data());
-          if (want_ga) pack_tile_rows(cs, lay, t, buf.cr.data());
-          std::fill(buf.gct.begin(), buf.gct.end(), scalar_t(0));
-          for (int64_t blk = 0; blk < lay.num_blocks; ++blk)
-            unit(blk, t, buf, ga, want_gc ? buf.gct.data() : nullptr);
-          if (want_gc) {
-            for (int64_t jj = 0; jj < lay.valid_of(t); ++jj)
-              for (int64_t f = 0; f < d; ++f)
-                grad_c_p[(t * tile + jj) * d + f] = buf.gct[f * tile + jj] * ln2;
-          }
-        }
-      }
-    });
-  };
-
-  switch (mode) {
-    case BackwardMode::kCandidates: sweep_tiles(chunks, true, true); break;
-    case BackwardMode::kAnchors: sweep_blocks(chunks, true, true); break;
-    case BackwardMode::kTwoPass:
-      sweep_blocks(chunks_for(lay.num_blocks, work), true, false);
-      sweep_tiles(chunks_for(lay.num_tiles, work), false, true);
-      break;
-  }
+      for (int64_t jj = 0; jj < valid; ++jj)
+        for (int64_t f = 0; f < d; ++f)
+          gc[(t * tile + jj) * d + f] = buf.gct[f * tile + jj] * gc_scale;
+    }
+  });
 
   const int64_t row_grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(d, 1));
-  if (mode == BackwardMode::kAnchors) {
-    at::parallel_for(0, M, row_grain, [&](int64_t j0, int64_t j1) {
-      const int64_t part_stride = lay.num_tiles * tile_elems;
-      for (int64_t j = j0; j < j1; ++j) {
-        const scalar_t* src = gcp + (j / tile) * tile_elems + j % tile;
-        for (int64_t f = 0; f < d; ++f) {
-          scalar_t sum = 0;
-          for (int64_t ch = 0; ch < chunks; ++ch) sum += src[ch * part_stride + f * tile];
-          grad_c_p[j * d + f] = sum * ln2;
-        }
+  scalar_t* grad_c_p = grad_c.data_ptr<scalar_t>();
+  if (anchor_groups > 1) {
+    at::parallel_for(0, M * d, row_grain * std::max<int64_t>(d, 1), [&](int64_t e0, int64_t e1) {
+      for (int64_t e = e0; e < e1; ++e) {
+        scalar_t sum = 0;
+        for (int64_t i = 0; i < anchor_groups; ++i) sum += gcp[i * M * d + e];
+        grad_c_p[e] = sum * ln2;
       }
     });
   }
-
   const scalar_t inv_tau = scalar_t(1.0 / temperature);
   const scalar_t* a_p = a.data_ptr<scalar_t>();
   const scalar_t* b_p = b.data_ptr<scalar_t>();
@@ -417,7 +382,7 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& a_scaled, const at:
       const scalar_t g = gs[k];
       for (int64_t f = 0; f < d; ++f) {
         scalar_t sum = 0;
-        for (int64_t ch = 0; ch < ga_copies; ++ch) sum += gap[(ch * B + k) * dp + f];
+        for (int64_t j = 0; j < candidate_groups; ++j) sum += gap[(j * B + k) * dp + f];
         grad_a_p[k * d + f] = (sum - g * b_p[k * d + f]) * inv_tau;
         grad_b_p[k * d + f] = -g * a_p[k * d + f] * inv_tau;
       }
