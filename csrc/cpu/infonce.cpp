@@ -250,22 +250,22 @@ void forward_impl(const at::Tensor& a, const at::Tensor& a_scaled, const at::Ten
 
   const scalar_t* a_p = a.data_ptr<scalar_t>();
   const scalar_t* bs = b.data_ptr<scalar_t>();
-  const scalar_t inv_tau = scalar_t(1.0 / temperature);
+  const double inv_tau = 1.0 / temperature;
   scalar_t* loss_p = loss.data_ptr<scalar_t>();
   scalar_t* lse_p = lse.data_ptr<scalar_t>();
   at::parallel_for(0, B, 1024, [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k) {
-      // in double: lse is rounded once, which the backward's weights are sensitive to
+      // in double, so that lse is rounded once: the backward's weights are sensitive to it
       double mx = -std::numeric_limits<double>::infinity();
       for (int64_t s = 0; s < splits; ++s) mx = std::max(mx, double(part_max[s * B + k]));
       double sum = 0;
       for (int64_t s = 0; s < splits; ++s)
         sum += double(part_sum[s * B + k]) * std::exp2(double(part_max[s * B + k]) - mx);
-      const scalar_t row_lse = scalar_t((mx + std::log2(sum)) * kLn2);
-      scalar_t positive = 0;
-      for (int64_t f = 0; f < d; ++f) positive += a_p[k * d + f] * bs[k * d + f];
-      lse_p[k] = row_lse;
-      loss_p[k] = row_lse - positive * inv_tau;
+      const double row_lse = (mx + std::log2(sum)) * kLn2;
+      double positive = 0;
+      for (int64_t f = 0; f < d; ++f) positive += double(a_p[k * d + f]) * double(bs[k * d + f]);
+      lse_p[k] = scalar_t(row_lse);
+      loss_p[k] = scalar_t(row_lse - positive * inv_tau);
     }
   });
 }
