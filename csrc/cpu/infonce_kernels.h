@@ -6,9 +6,10 @@
 // stride ldct), so that consecutive candidates sit in one vector register: the logits of R anchor
 // rows against 2 vectors of candidates accumulate in 2R registers while d streams past, the
 // classic register-blocked matrix product, written with GCC vector extensions so that one source
-// gives SSE2 code in the base variant and AVX2+FMA code in the other. The tile's width is a
-// multiple of 16 (two vectors of any variant); columns past the real candidates are masked to
-// -inf before any exp, so they contribute exactly 0.
+// gives SSE2 code in the base variant and AVX2+FMA code in the other (GCC and Clang; the AVX2
+// variant is GCC only, see simd.h). The tile's width is a multiple of 16 (two vectors of any
+// variant); logits past the real candidates are set to -inf, so their softmax weight is at most
+// 2^-126 (see vexp2) against a row sum >= 1, and it multiplies zero padding in the products.
 namespace irllrec_fast {
 namespace cpu {
 namespace IRLLREC_SIMD_NS {
