@@ -28,4 +28,9 @@ TORCH_LIBRARY(irllrec_fast, m) {
       "intent_propagate_backward(Tensor grad, Tensor rowptr, Tensor col, Tensor t_rowptr, "
       "Tensor t_col, Tensor r, Tensor x, Tensor out, Tensor row_sum, Tensor norm) "
       "-> (Tensor, Tensor)");
+  // loss[k] = -<a_k, b_k>/t + lse[k], lse[k] = log sum_j exp(<a_k, c_j>/t); a, b [B, d], c [M, d]
+  m.def("infonce(Tensor a, Tensor b, Tensor c, float temperature) -> (Tensor, Tensor)");
+  m.def(
+      "infonce_backward(Tensor grad, Tensor a, Tensor b, Tensor c, Tensor lse, "
+      "float temperature) -> (Tensor, Tensor, Tensor)");
 }

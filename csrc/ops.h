@@ -37,5 +37,14 @@ std::tuple<at::Tensor, at::Tensor> intent_propagate_backward(
     const at::Tensor& t_rowptr, const at::Tensor& t_col, const at::Tensor& r, const at::Tensor& x,
     const at::Tensor& out, const at::Tensor& row_sum, const at::Tensor& norm);
 
+// (loss [B], lse [B]): loss[k] = lse[k] - <a_k, b_k>/temperature,
+// lse[k] = log sum_j exp(<a_k, c_j>/temperature); a, b [B, d], c [M >= 1, d]. Never forms [B, M].
+std::tuple<at::Tensor, at::Tensor> infonce(const at::Tensor& a, const at::Tensor& b,
+                                           const at::Tensor& c, double temperature);
+// (grad_a, grad_b, grad_c) of sum_k grad[k] * loss[k], recomputing the logits from the saved lse.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> infonce_backward(
+    const at::Tensor& grad, const at::Tensor& a, const at::Tensor& b, const at::Tensor& c,
+    const at::Tensor& lse, double temperature);
+
 }  // namespace cpu
 }  // namespace irllrec_fast

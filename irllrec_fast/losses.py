@@ -13,6 +13,7 @@ Shapes: B rows of anchors/positives, M candidates, d features.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -104,10 +105,11 @@ def ssl_con_loss(x: torch.Tensor, y: torch.Tensor, temp: float = 1.0, *,
         deno = torch.sum(torch.exp(x @ y.T / temp), dim=1)
         return -torch.log(mole / (deno + 1e-8) + 1e-8).mean()
     # rest = -pos + lse per row, with pos = <x_n, y_n>/temp and lse = log sum_m exp(<x_n, y_m>/temp);
-    # mole / (deno + 1e-8) = exp(-rest - log1p(1e-8 exp(-lse))), without overflowing exp.
+    # mole / (deno + 1e-8) = exp(-rest - log1p(1e-8 exp(-lse))), and log1p(1e-8 exp(-lse)) =
+    # softplus(log(1e-8) - lse), which neither overflows nor gives inf / inf gradients.
     rest = ops.infonce(x, y, y, float(temp))
     lse = rest + (x * y).sum(1) / temp
-    ratio = torch.exp(-rest - torch.log1p(1e-8 * torch.exp(-lse)))
+    ratio = torch.exp(-rest - F.softplus(math.log(1e-8) - lse))
     return -torch.log(ratio + 1e-8).mean()
 
 

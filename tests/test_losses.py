@@ -1,0 +1,294 @@
+"""The drop-in losses against formulas written here from IRLLREC_SPEC.md section 4 (and RLMRec's
+loss_utils semantics), fused against torch (values and gradients), and one whole IRLLRec step from
+../shared/testvectors."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import TOLERANCES, assert_close
+from irllrec_fast import _library, losses, testing
+
+IMPLS = ["torch", "fused"]
+
+
+def rows(n, d, device, dtype=torch.float64, seed=0, scale=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    return (scale * torch.randn(n, d, generator=gen, dtype=torch.float64)).to(device, dtype)
+
+
+# --- section 4, written independently of irllrec_fast.losses -------------------------------------
+
+def spec_nce(a, b, cands, tau):
+    """NCE(a, b, C, tau): rows normalised as x / sqrt(1e-8 + ||x||^2), then the sum over rows of
+    -<a_k, b_k>/tau + log sum_j exp(<a_k, C_j>/tau)."""
+    def unit(x):
+        return x / (x.pow(2).sum(1, keepdim=True) + 1e-8).sqrt()
+    a, b, cands = unit(a), unit(b), unit(cands)
+    positive = torch.einsum("kd,kd->k", a, b) / tau
+    return (torch.logsumexp(torch.einsum("kd,jd->kj", a, cands) / tau, dim=1) - positive).sum()
+
+
+def spec_translation(x, y, temp=1.0):
+    """L_ta of section 4.5 (temperature 1 there): x^ = x / max(||x||, 1e-12), likewise y^;
+    -(1/N) sum_n log( exp(x^_n.y^_n) / (sum_m exp(x^_n.y^_m) + 1e-8) + 1e-8 ), logits over temp."""
+    xh = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    yh = y / y.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    logits = xh @ yh.T / temp
+    mole = torch.exp(torch.diagonal(logits))
+    deno = torch.exp(logits).sum(1)
+    return -torch.log(mole / (deno + 1e-8) + 1e-8).mean()
+
+
+def spec_bpr_sum(anc, pos, neg):
+    """RLMRec's cal_bpr_loss: sum over the batch of -log sigmoid(<anc, pos> - <anc, neg>)."""
+    return -F.logsigmoid((anc * pos).sum(1) - (anc * neg).sum(1)).sum()
+
+
+def spec_soft(student, teacher):
+    """Section 4.6: (1/N) sum_n sum_k softmax(teacher_n)_k * log_softmax(student_n)_k."""
+    weights = torch.exp(teacher - torch.logsumexp(teacher, 1, keepdim=True))
+    return (weights * (student - torch.logsumexp(student, 1, keepdim=True))).sum() / student.shape[0]
+
+
+def spec_info_nce(a, b, cands, tau):
+    """Per row, F.normalize'd: -<a_k, b_k>/tau + log sum_j exp(<a_k, c_j>/tau)."""
+    a, b, cands = (x / x.norm(dim=1, keepdim=True).clamp_min(1e-12) for x in (a, b, cands))
+    return torch.logsumexp(a @ cands.T / tau, 1) - (a * b).sum(1) / tau
+
+
+def value_and_grads(fn, *inputs):
+    inputs = [x.detach().clone().requires_grad_() for x in inputs]
+    value = fn(*inputs)
+    grads = torch.autograd.grad(value, inputs, allow_unused=True, materialize_grads=True)
+    return value.detach(), grads
+
+
+def assert_same(got, want, dtype, scale=1.0):
+    value, grads = got
+    want_value, want_grads = want
+    assert_close(value, want_value.to(value.dtype), dtype, scale)
+    for g, w in zip(grads, want_grads):
+        assert_close(g, w.to(g.dtype), dtype, scale)
+
+
+# --- the losses one by one ------------------------------------------------------------------------
+
+def test_cal_bpr_loss(device):
+    anc, pos, neg = (rows(64, 8, device, seed=s) for s in (1, 2, 3))
+    assert_same(value_and_grads(losses.cal_bpr_loss, anc, pos, neg),
+                value_and_grads(spec_bpr_sum, anc, pos, neg), torch.float64)
+
+
+def test_reg_params_counts_every_parameter(device):
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.LeakyReLU(), torch.nn.Linear(4, 3))
+    frozen = torch.nn.Linear(3, 2)
+    frozen.requires_grad_(False)  # a momentum teacher: counted in the value, no gradient
+    model.append(frozen)
+    model.to(device, torch.float64)
+    expected = sum(float((p.detach().double() ** 2).sum()) for p in model.parameters())
+    value = losses.reg_params(model)
+    assert math.isclose(value.detach().item(), expected, rel_tol=1e-12)
+    value.backward()
+    assert frozen.weight.grad is None
+    assert_close(model[0].weight.grad, 2 * model[0].weight.detach())
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("candidates", ["all", "in_batch", "same_tensor"])
+def test_cal_infonce_loss(device, impl, dtype, candidates):
+    anchors, positives = rows(40, 16, device, dtype, 1, 3.0), rows(40, 16, device, dtype, 2, 0.5)
+    everyone = rows(300, 16, device, dtype, 3)
+    # RLMRec passes the positives themselves as candidates for in-batch items
+    cands = {"all": everyone, "in_batch": positives.clone(), "same_tensor": None}[candidates]
+
+    def ours(a, b, *c):
+        return losses.cal_infonce_loss(a, b, c[0] if c else b, 0.2, impl=impl)
+
+    def spec(a, b, *c):
+        return spec_nce(a.double(), b.double(), (c[0] if c else b).double(), 0.2)
+
+    inputs = (anchors, positives) + (() if cands is None else (cands,))
+    assert_same(value_and_grads(ours, *inputs), value_and_grads(spec, *inputs), dtype, scale=10)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("temp", [0.2, 1.0])
+def test_ssl_con_loss(device, impl, dtype, temp):
+    x, y = rows(500, 32, device, dtype, 1), rows(500, 32, device, dtype, 2)
+    x[3] = 0  # a zero row: F.normalize leaves it 0
+
+    def spec(x, y):
+        return spec_translation(x.double(), y.double(), temp)
+
+    assert_same(value_and_grads(lambda x, y: losses.ssl_con_loss(x, y, temp, impl=impl), x, y),
+                value_and_grads(spec, x, y), dtype)
+
+
+def test_momentum_distill_loss(device):
+    student, teacher = rows(50, 32, device, seed=1), rows(50, 32, device, seed=2)
+    teacher.requires_grad_()
+    got = value_and_grads(lambda s: losses.momentum_distill_loss(s, teacher), student)
+    assert_same(got, value_and_grads(lambda s: spec_soft(s, teacher.detach()), student), torch.float64)
+    losses.momentum_distill_loss(student.requires_grad_(), teacher).backward()
+    assert teacher.grad is None and student.grad is not None  # the teacher gets no gradient
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("setting", ["in_batch", "candidates", "symmetric"])
+def test_info_nce(device, impl, reduction, setting):
+    a, b, c = rows(30, 12, device, seed=1), rows(30, 12, device, seed=2), rows(90, 12, device, seed=3)
+
+    def ours(a, b, c):
+        return losses.info_nce(a, b, c if setting == "candidates" else None, 0.3, reduction,
+                               symmetric=setting == "symmetric", impl=impl)
+
+    def spec(a, b, c):
+        if setting == "symmetric":
+            per_row = 0.5 * (spec_info_nce(a, b, b, 0.3) + spec_info_nce(b, a, a, 0.3))
+        else:
+            per_row = spec_info_nce(a, b, c if setting == "candidates" else b, 0.3)
+        return {"mean": per_row.mean(), "sum": per_row.sum(), "none": per_row}[reduction]
+
+    def total(fn):
+        return lambda *x: fn(*x).sum()
+
+    assert_close(ours(a, b, c), spec(a, b, c))
+    assert_same(value_and_grads(total(ours), a, b, c), value_and_grads(total(spec), a, b, c),
+                torch.float64)
+
+
+# --- fused against torch, and where only fused survives ------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_equals_torch(device, dtype):
+    x, y, everyone = rows(200, 32, device, dtype, 1), rows(200, 32, device, dtype, 2), rows(700, 32, device, dtype, 3)
+    cases = [
+        (lambda i: lambda x, y, c: losses.cal_infonce_loss(x, y, c, 0.2, impl=i), (x, y, everyone)),
+        (lambda i: lambda x, y: losses.cal_infonce_loss(x, y, y, 0.2, impl=i), (x, y)),
+        (lambda i: lambda x, y: losses.ssl_con_loss(x, y, 1.0, impl=i), (x, y)),
+        (lambda i: lambda x, y: losses.info_nce(x, y, symmetric=True, impl=i), (x, y)),
+    ]
+    for make, inputs in cases:
+        assert_same(value_and_grads(make("fused"), *inputs), value_and_grads(make("torch"), *inputs),
+                    dtype, scale=10)
+
+
+def test_ssl_con_loss_fused_survives_small_temperatures(device):
+    # at temp 0.01 the literal formula's exp(1/temp) overflows float32 (inf / inf); the fused
+    # path stays finite and equals the float64 formula
+    x, y = rows(300, 32, device, torch.float32, 1), rows(300, 32, device, torch.float32, 2)
+    y[:10] = -x[:10] * 3  # rows whose positive is the least similar candidate
+    y[10:20] = x[10:20] * 2  # and rows whose logit 1 / temp = 100 overflows exp in float32
+    with torch.no_grad():
+        assert not torch.isfinite(losses.ssl_con_loss(x, y, 0.01, impl="torch"))
+    got = value_and_grads(lambda x, y: losses.ssl_con_loss(x, y, 0.01, impl="fused"), x, y)
+    want = value_and_grads(lambda x, y: spec_translation(x.double(), y.double(), 0.01), x, y)
+    assert all(torch.isfinite(g).all() for g in got[1])
+    assert_same(got, want, torch.float32, scale=100)
+
+
+def test_ssl_con_loss_far_below_every_candidate(device):
+    # every logit of x_0 is -1/temp: exp(-lse) overflows float32, which must not reach the
+    # gradient as inf / inf
+    y = F.normalize(0.05 * rows(64, 8, device, torch.float32, 2) + 1, dim=1)  # all alike
+    x = rows(64, 8, device, torch.float32, 1)
+    x[0] = -y.mean(0) * 50
+    with torch.no_grad():
+        lse = torch.logsumexp(F.normalize(x) @ y.T / 0.01, 1)
+    assert lse[0] < -89  # exp(-lse) is beyond float32
+    got = value_and_grads(lambda x, y: losses.ssl_con_loss(x, y, 0.01, impl="fused"), x, y)
+    want = value_and_grads(lambda x, y: spec_translation(x.double(), y.double(), 0.01), x, y)
+    assert torch.isfinite(got[0]) and all(torch.isfinite(g).all() for g in got[1])
+    assert_same(got, want, torch.float32, scale=100)
+
+
+def test_impl_switch():
+    expected = "fused" if _library.available() else "torch"
+    assert losses.resolve_impl(None) == expected
+    assert losses.resolve_impl("torch") == "torch"
+    with pytest.raises(ValueError, match="impl must be 'fused' or 'torch'"):
+        losses.resolve_impl("cuda")
+    x = torch.randn(5, 4)
+    with pytest.raises(ValueError, match="impl must be"):
+        losses.ssl_con_loss(x, x, impl="triton")
+
+
+def test_bad_input_names_the_argument():
+    x = torch.randn(5, 4)
+    with pytest.raises(ValueError, match="all_embeds2 must have 4 columns"):
+        losses.cal_infonce_loss(x, x, torch.randn(6, 3))
+    with pytest.raises(ValueError, match="x and y must have the same number of rows"):
+        losses.ssl_con_loss(x, torch.randn(6, 4))
+    with pytest.raises(ValueError, match="reduction must be"):
+        losses.info_nce(x, x, reduction="max")
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        losses.info_nce(x, x, temperature=0.0)
+    with pytest.raises(ValueError, match="symmetric=True needs in-batch candidates"):
+        losses.info_nce(x, x, x, symmetric=True)
+
+
+# --- one whole IRLLRec step ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def step_vector():
+    path = testing.shared_dir() / "testvectors" / "irllrec_step_small.npz"
+    if not path.is_file():
+        pytest.skip(f"test vectors absent: {path} (set IRLLREC_FAST_SHARED)")
+    data = np.load(path)
+    out = {k: torch.from_numpy(data[k]) for k in data.files if data[k].dtype.kind != "U"}
+    out["hyper"] = dict(zip(data["hyper_names"].tolist(), data["hyper_values"].tolist()))
+    return out
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_losses_reproduce_an_irllrec_step(step_vector, impl):
+    t, h = step_vector, step_vector["hyper"]
+    num_users, batch = t["user_emb"].shape[0], t["batch_user"].shape[0]
+
+    def mlp(x, prefix):  # in -> hidden -> LeakyReLU(0.01) -> out, nn.Linear weight layout
+        hidden = F.leaky_relu(F.linear(x, t[prefix + "_w1"], t[prefix + "_b1"]), 0.01)
+        return F.linear(hidden, t[prefix + "_w2"], t[prefix + "_b2"])
+
+    users, pos, neg = t["batch_user"], num_users + t["batch_pos"], num_users + t["batch_neg"]
+    final, intents = t["final_embeddings"], t["intent_repr"]
+
+    def alignment(emb, text_users, text_items, tau):
+        # anchors against all users; positive and negative items against the batch's items
+        return (losses.cal_infonce_loss(emb[users], text_users[users], text_users, tau, impl=impl)
+                + losses.cal_infonce_loss(emb[pos], text_items[t["batch_pos"]],
+                                          text_items[t["batch_pos"]], tau, impl=impl)
+                + losses.cal_infonce_loss(emb[neg], text_items[t["batch_neg"]],
+                                          text_items[t["batch_neg"]], tau, impl=impl))
+
+    profile = h["kd_w"] / batch * alignment(final, mlp(t["profile_user"], "mlp"),
+                                            mlp(t["profile_item"], "mlp"), h["kd_tau"])
+    z_users, z_items = mlp(t["intent_user"], "imlp"), mlp(t["intent_item"], "imlp")
+    intent = h["kdi_w"] / batch * alignment(intents, z_users, z_items, h["kdi_tau"])
+    z = torch.cat([z_users, z_items])
+    translation = losses.ssl_con_loss(z + z * t["noise_text"], final + final * t["noise_graph"],
+                                      impl=impl)
+    m = h["momentum"]
+    for name in ("w1", "b1", "w2", "b2"):  # the teacher's momentum update, before its forward
+        t["updated_" + name] = m * t["teacher_" + name] + (1 - m) * t["imlp_" + name]
+    soft = losses.momentum_distill_loss(z, mlp(torch.cat([t["intent_user"], t["intent_item"]]), "updated"))
+    bpr = losses.cal_bpr_loss(final[users], final[pos], final[neg]) / batch
+    params = torch.nn.ParameterList(
+        torch.nn.Parameter(t[k], requires_grad=not k.startswith("teacher_"))
+        for k in ("user_emb", "item_emb", "w_user", "w_item", "mlp_w1", "mlp_b1", "mlp_w2",
+                  "mlp_b2", "imlp_w1", "imlp_b1", "imlp_w2", "imlp_b2", "teacher_w1",
+                  "teacher_b1", "teacher_w2", "teacher_b2"))
+    got = {
+        "loss_profile": profile, "loss_intent": intent, "loss_translation": translation,
+        "loss_soft": soft, "loss_itm": h["w3"] * (0.4 * h["w2"] * translation - 0.6 * soft),
+        "loss_bpr": bpr, "loss_reg": h["reg"] * losses.reg_params(params),
+    }
+    atol, rtol = TOLERANCES[torch.float64]
+    for name, value in got.items():
+        value = value.detach()
+        assert math.isclose(value.item(), t[name].item(), rel_tol=rtol, abs_tol=atol), name
