@@ -14,7 +14,6 @@ import torch
 
 from conftest import synchronize
 from inputs import dataset_graph
-from irllrec_fast import ops
 from irllrec_fast.models import IRLLRec, IRLLRecConfig
 
 TEXT_WIDTH = 1536
@@ -59,9 +58,6 @@ def make_model(impl, dataset, device):
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_train_step(benchmark, run_benchmark, bench_device, dataset, impl):
-    if impl == "fused" and not hasattr(ops, "intent_assign"):
-        pytest.skip("the fused intent operators (ops.intent_assign, ops.intent_propagate) are not "
-                    "merged yet")
     benchmark.group = f"train_step-fwdbwd-{dataset}"
     graph, source, _, batch = step_inputs(dataset)
     batch = tuple(t.to(bench_device) for t in batch)

@@ -200,16 +200,9 @@ def assert_same_step(results, rtol_loss, rtol_grad):
                                    msg=lambda m, name=name: f"gradient of {name}: {m}")
 
 
-def test_fused_plumbing_matches_torch_small(monkeypatch):
-    """impl='fused' wiring (ops.spmm, ops.intent_assign, ops.intent_propagate, fused losses)
-    against impl='torch' in float64. Operators not built yet are stood in for by their
-    references, so this checks the plumbing now and the kernels once they are merged."""
-    from irllrec_fast import extension_available
-    if not extension_available():
-        pytest.skip("compiled operators absent")
-    for name in FUSED_INTENT_OPS + ("infonce",):
-        if not hasattr(ops, name):
-            monkeypatch.setattr(ops, name, getattr(reference, name), raising=False)
+def test_fused_plumbing_matches_torch_small():
+    """impl='fused' (ops.spmm, ops.intent_assign, ops.intent_propagate, fused losses) against
+    impl='torch' in float64, on a small problem."""
     graph, text, pairs = small_problem()
     batch = random_batch(pairs, graph.num_items, 24)
     results = step_both(graph, text, small_config(), batch, dtype=torch.float64)
@@ -221,9 +214,6 @@ def test_fused_matches_torch_at_amazon_book_shapes(amazon_graph):
     """One full step at the real Amazon-book shapes (U=11000, I=9332, d=32, K=128, 3 layers,
     batch 4096, 1536-wide profile and 256-wide intent texts): same loss (rtol 1e-4), same
     gradients."""
-    if not hasattr(ops, "intent_assign"):
-        pytest.skip("the fused intent operators (ops.intent_assign, ops.intent_propagate) are not "
-                    "merged yet")
     graph = amazon_graph
     rng = np.random.default_rng(0)
     U, I = graph.num_users, graph.num_items
