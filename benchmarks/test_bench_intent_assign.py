@@ -26,12 +26,12 @@ def prototypes(d, k, device, seed=2):
 def test_intent_assign(benchmark, run_benchmark, bench_device, graph_name, d, pass_, impl):
     if graph_name.startswith("large") and bench_device.type != "cuda":
         pytest.skip("large graphs are for GPUs (--bench-size=large on a CUDA device)")
-    graph, source = dataset_graph(graph_name)
+    graph, source = dataset_graph(graph_name, bench_device)
     benchmark.group = f"intent_assign-{pass_}-{graph_name}-d{d}-K{K}"
     fn = IMPLS[impl]
-    e = random_features(graph.num_nodes, d).to(bench_device)
+    e = random_features(graph.num_nodes, d, device=bench_device)
     w = prototypes(d, K, bench_device)
-    grad = random_features(graph.num_nodes, d, seed=1).to(bench_device)
+    grad = random_features(graph.num_nodes, d, seed=1, device=bench_device)
 
     # correctness before timing, outputs and gradients
     results = []

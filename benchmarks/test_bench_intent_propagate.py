@@ -20,13 +20,13 @@ def test_intent_propagate(benchmark, run_benchmark, bench_device, graph_name, d,
         pytest.skip("large graphs are for GPUs (--bench-size=large on a CUDA device)")
     if graph_name.startswith("large") and impl == "reference":
         pytest.skip("the reference's [E, d] temporaries do not fit at 100M edges")
-    graph, source = dataset_graph(graph_name)
+    graph, source = dataset_graph(graph_name, bench_device)
     graph = graph.to(bench_device)
     benchmark.group = f"intent_propagate-{pass_}-{graph_name}-d{d}"
     fn = IMPLS[impl]
-    r = random_features(graph.num_nodes, d).to(bench_device)
-    x = random_features(graph.num_nodes, d, seed=1).to(bench_device)
-    grad = random_features(graph.num_nodes, d, seed=2).to(bench_device)
+    r = random_features(graph.num_nodes, d, device=bench_device)
+    x = random_features(graph.num_nodes, d, seed=1, device=bench_device)
+    grad = random_features(graph.num_nodes, d, seed=2, device=bench_device)
 
     if not graph_name.startswith("large"):  # correctness before timing, outputs and gradients
         results = []

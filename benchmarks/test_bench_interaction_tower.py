@@ -53,13 +53,13 @@ def test_interaction_tower(benchmark, run_benchmark, bench_device, graph_name, d
         pytest.skip("on a CPU the tower runs on Amazon-book only, to keep the suite in minutes")
     if graph_name.startswith("large") and impl == "reference":
         pytest.skip("the reference's [E, d] temporaries do not fit at 100M edges")
-    graph, source = dataset_graph(graph_name)
+    graph, source = dataset_graph(graph_name, bench_device)
     graph = graph.to(bench_device)
     norm_graph = graph.normalized("sym")
     benchmark.group = f"interaction_tower-fwdbwd-{graph_name}-d{d}-K{K}"
     leaves = [xavier(graph.num_nodes, d, 0), xavier(d, K, 1), xavier(d, K, 2)]
     leaves = [t.to(bench_device) for t in leaves]
-    grads = [random_features(graph.num_nodes, d, seed=s).to(bench_device) for s in (3, 4)]
+    grads = [random_features(graph.num_nodes, d, seed=s, device=bench_device) for s in (3, 4)]
 
     def run(impl_module, tensors):
         final, intents = interaction_tower(impl_module, graph, norm_graph, *tensors,

@@ -5,14 +5,14 @@ import pytest
 import torch
 
 from conftest import synchronize
-from inputs import dataset_graph, random_features
+from inputs import dataset_graph, normalized_graph, random_features
 from irllrec_fast import ops
 
 IMPLS = ("fused", "torch_coo", "torch_csr")
 
 
-def make_spmm(impl, graph, device):
-    graph = graph.normalized("sym").to(device)
+def make_spmm(impl, graph):
+    """The spmm of `impl` over the (normalised, on-device) graph."""
     if impl == "fused":
         return lambda x: ops.spmm(graph, x)
     sparse = graph.to_torch_sparse("coo" if impl == "torch_coo" else "csr")
@@ -23,17 +23,18 @@ def make_spmm(impl, graph, device):
 @pytest.mark.parametrize("pass_", ["fwd", "fwdbwd"])
 @pytest.mark.parametrize("impl", IMPLS)
 def test_spmm(benchmark, run_benchmark, bench_device, graph_name, d, pass_, impl):
-    graph, source = dataset_graph(graph_name)
     if graph_name.startswith("large") and bench_device.type != "cuda":
         pytest.skip("large graphs are for GPUs (--bench-size=large on a CUDA device)")
+    graph, source = dataset_graph(graph_name, bench_device)
     benchmark.group = f"spmm-{pass_}-{graph_name}-d{d}"
-    fn = make_spmm(impl, graph, bench_device)
-    x = random_features(graph.num_nodes, d).to(bench_device)
-    grad = random_features(graph.num_nodes, d, seed=1).to(bench_device)
+    norm = normalized_graph(graph_name, bench_device)
+    fn = make_spmm(impl, norm)
+    x = random_features(graph.num_nodes, d, device=bench_device)
+    grad = random_features(graph.num_nodes, d, seed=1, device=bench_device)
 
     # correctness before timing: every implementation against the fused kernel's reference
-    expected = ops.reference.spmm(graph.normalized("sym").to(bench_device), x) \
-        if not graph_name.startswith("large") else make_spmm("torch_csr", graph, bench_device)(x)
+    expected = ops.reference.spmm(norm, x) if not graph_name.startswith("large") \
+        else make_spmm("torch_csr", norm)(x)
     torch.testing.assert_close(fn(x), expected, atol=1e-4, rtol=1e-4)
 
     if pass_ == "fwd":
