@@ -252,9 +252,9 @@ class CSRGraph:
         if layout == "csr":
             return torch.sparse_csr_tensor(self.rowptr.long(), self.col.long(), self.value, size)
         if layout == "coo":
+            # coalesce() sums repeated (row, col) entries, as A x does; never claim it unchecked
             index = torch.stack([self.row_index(), self.col.long()])
-            return torch.sparse_coo_tensor(index, self.value, size, is_coalesced=True,
-                                           check_invariants=False)
+            return torch.sparse_coo_tensor(index, self.value, size).coalesce()
         raise ValueError(f"layout must be 'coo' or 'csr', got {layout!r}")
 
     def transpose_args(self, value_overridden: bool):

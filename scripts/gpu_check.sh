@@ -15,13 +15,18 @@ cd "$ROOT"
 export IRLLREC_FAST_SHARED=${IRLLREC_FAST_SHARED:-$ROOT/gpu_data}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
+# stages to run (default all): GPU_CHECK_STAGES="tests bench sanitizer"
+STAGES=${GPU_CHECK_STAGES:-tests bench sanitizer}
+want() { [[ " $STAGES " == *" $1 "* ]]; }
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # scripts/*.py import the in-place build
 SUMMARY="$OUT/summary.txt"
-LOGS="$OUT/logs"
+WORK=$(mktemp -d)  # logs live outside OUT and come back packed (8 files at most return)
+LOGS="$WORK/logs"
 mkdir -p "$LOGS"
 : > "$SUMMARY"
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 )) s] $*" | tee -a "$SUMMARY"; }
-pack() { tar czf "$OUT/logs.tgz" -C "$OUT" logs 2>/dev/null; }
+pack() { tar czf "$OUT/logs.tgz" -C "$WORK" logs 2>/dev/null; }
 
 stamp "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1)"
 stamp "build (sm ${TORCH_CUDA_ARCH_LIST}, ${MAX_JOBS} jobs)"
@@ -43,13 +48,16 @@ print(f"bandwidth_gbs {2 * x.numel() * 4 * 10 / (start.elapsed_time(end) / 1e3) 
 PY
 BW=$(grep -o "bandwidth_gbs [0-9]*" "$SUMMARY" | tail -1 | cut -d' ' -f2)
 
+if want tests; then
 stamp "CUDA tests"
 timeout 150 $PY -m pytest tests/ops tests/test_graph.py tests/test_losses.py -q -k "cuda" \
   -p no:cacheprovider > "$LOGS/tests_cuda.log" 2>&1
 stamp "CUDA tests: $(tail -1 "$LOGS/tests_cuda.log")"
 grep -E "^(FAILED|ERROR)" "$LOGS/tests_cuda.log" | head -30 | tee -a "$SUMMARY"
 pack
+fi
 
+if want bench; then
 stamp "benchmarks (real + large sizes)"
 timeout 240 $PY -m pytest benchmarks --benchmark-only --bench-size=large -q -p no:cacheprovider \
   --benchmark-json="$OUT/bench.json" --benchmark-columns=median,stddev > "$LOGS/bench.log" 2>&1
@@ -57,7 +65,9 @@ stamp "benchmarks: $(tail -1 "$LOGS/bench.log")"
 grep -E "^(FAILED|ERROR)" "$LOGS/bench.log" | head -20 | tee -a "$SUMMARY"
 [ -f "$OUT/bench.json" ] && $PY scripts/summarize_bench.py "$OUT/bench.json" ${BW:+--bandwidth-gbs $BW} > "$OUT/table.md" 2>&1
 pack
+fi
 
+if want sanitizer; then
 stamp "compute-sanitizer memcheck + racecheck (in parallel)"
 for tool in memcheck racecheck; do
   timeout 150 compute-sanitizer --tool $tool --error-exitcode 3 $PY scripts/sanitize_ops.py \
@@ -65,8 +75,9 @@ for tool in memcheck racecheck; do
 done
 wait
 for tool in memcheck racecheck; do
-  stamp "$tool: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|sanitize_ops:' "$LOGS/sanitizer_$tool.log" | cut -c1-200 | tr '\n' ' ')"
+  stamp "$tool: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|sanitize_ops:|Error' "$LOGS/sanitizer_$tool.log" | cut -c1-300 | tr '\n' ' ')"
 done
 pack
+fi
 stamp "done"
 cat "$OUT/table.md" 2>/dev/null
