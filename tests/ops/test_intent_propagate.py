@@ -97,12 +97,15 @@ def test_one_pass_and_two_pass_backward_agree(device):
 
 def test_long_rows(device):
     # one user with 5000 items: a row longer than any CPU chunk or CUDA segment
-    users = torch.cat([torch.zeros(5000, dtype=torch.long), torch.randint(1, 50, (2000,))])
-    items = torch.cat([torch.arange(5000), torch.randint(0, 5000, (2000,))])
+    gen = torch.Generator().manual_seed(7)
+    users = torch.cat([torch.zeros(5000, dtype=torch.long), torch.randint(1, 50, (2000,), generator=gen)])
+    items = torch.cat([torch.arange(5000), torch.randint(0, 5000, (2000,), generator=gen)])
     graph = CSRGraph.from_interactions(users, items, 50, 5000).to(device)
-    assert_matches(graph, *features(graph, 32, seed=8))
+    # float32 sums over a 5000-edge row carry ~n * eps relative rounding in both implementations
+    # (the CUDA reference adds in atomic order): measured up to 7e-5 absolute on an H200
+    assert_matches(graph, *features(graph, 32, seed=8), scale=20.0)
     dropped = graph.drop_edges(0.5, torch.Generator(device).manual_seed(1))
-    assert_matches(dropped, *features(dropped, 32, seed=9))
+    assert_matches(dropped, *features(dropped, 32, seed=9), scale=20.0)
 
 
 def test_real_amazon_graph(amazon_graph, device):
