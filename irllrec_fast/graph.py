@@ -254,7 +254,8 @@ class CSRGraph:
         if layout == "coo":
             # coalesce() sums repeated (row, col) entries, as A x does; never claim it unchecked
             index = torch.stack([self.row_index(), self.col.long()])
-            return torch.sparse_coo_tensor(index, self.value, size).coalesce()
+            coo = torch.sparse_coo_tensor(index, self.value, size, check_invariants=False)
+            return coo.coalesce()
         raise ValueError(f"layout must be 'coo' or 'csr', got {layout!r}")
 
     def transpose_args(self, value_overridden: bool):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,9 +34,10 @@ VARIANTS = {
 METRICS = (("recall", 10), ("recall", 20), ("ndcg", 10), ("ndcg", 20))
 
 
-def run(cmd: list[str]) -> None:
+def run(cmd: list[str], threads: int = 0) -> None:
     print("$ " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
 
 
 def make_placebo(data: Path, placebo: Path, seed: int = 0) -> None:
@@ -62,6 +64,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=300, help="maximum epochs per run")
     parser.add_argument("--cli", default="irllrec-fast", help="command to run")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="runs at a time, one thread each (2 on a 2-core machine)")
     args = parser.parse_args()
     out = Path(args.out)
     data = out / "ml100k"
@@ -70,7 +74,7 @@ def main() -> int:
     if not (data / "trn_mat.npz").is_file():
         run(cli + ["text", "build-movielens", args.ml_dir, str(data)])
     make_placebo(data, out / "placebo")
-    results = {}
+    jobs = []
     for v, (name, (model, overrides, text)) in enumerate(VARIANTS.items()):
         config = out / f"variant{v}.yml"
         write_config(config, overrides, args.epochs)
@@ -80,9 +84,16 @@ def main() -> int:
                          "--seed", str(seed), "--out", str(run_dir), "--quiet"]
             if text == "placebo":
                 cmd += ["--text", str(out / "placebo")]
-            run(cmd)
-            test = json.loads((run_dir / "metrics.json").read_text())["test"]
-            results.setdefault(name, []).append(test)
+            jobs.append((name, run_dir, cmd))
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = 1 if args.jobs > 1 else 0
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        list(pool.map(lambda job: run(job[2], threads), jobs))
+    results = {}
+    for name, run_dir, _ in jobs:
+        test = json.loads((run_dir / "metrics.json").read_text())["test"]
+        results.setdefault(name, []).append(test)
     minutes = (time.perf_counter() - start) / 60
     print(f"\n{args.seeds} seeds, {minutes:.1f} minutes in all\n")
     print("| model | " + " | ".join(f"{m.capitalize()}@{k}" for m, k in METRICS) + " |")
