@@ -22,6 +22,19 @@ def pytest_addoption(parser):
                      help="real: the datasets' shapes (default); large: add GPU-sized cases")
     parser.addoption("--bench-device", default=None,
                      help="device to benchmark on (default: cuda when available, else cpu)")
+    parser.addoption("--allow-tf32", action="store_true",
+                     help="allow TF32 matmuls (torch.backends.cuda.matmul.allow_tf32) in every "
+                          "implementation; correctness checks then use TF32 tolerances")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def matmul_precision(request):
+    """True when TF32 matmuls are allowed for this run (--allow-tf32)."""
+    allow = request.config.getoption("--allow-tf32")
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    yield allow
+    torch.backends.cuda.matmul.allow_tf32 = before
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +67,7 @@ def record(benchmark, fn, device, rounds=None, warmup_rounds=1, **info):
     benchmark.extra_info["device"] = (torch.cuda.get_device_name(device)
                                       if device.type == "cuda" else "cpu")
     benchmark.extra_info["threads"] = torch.get_num_threads()
+    benchmark.extra_info["tf32"] = torch.backends.cuda.matmul.allow_tf32
     benchmark.extra_info["peak_extra_mb"] = round(peak_extra_bytes(fn, device) / 2**20, 2)
 
 

@@ -15,8 +15,11 @@ cd "$ROOT"
 export IRLLREC_FAST_SHARED=${IRLLREC_FAST_SHARED:-$ROOT/gpu_data}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
-# stages to run (default all): GPU_CHECK_STAGES="tests bench sanitizer"
+# stages to run (default all but profile): GPU_CHECK_STAGES="tests bench tf32 sanitizer profile";
+# GPU_CHECK_TESTS / GPU_CHECK_BENCH narrow the tests and benchmarks to some files.
 STAGES=${GPU_CHECK_STAGES:-tests bench sanitizer}
+TESTS=${GPU_CHECK_TESTS:-tests/ops tests/test_graph.py tests/test_losses.py}
+BENCH=${GPU_CHECK_BENCH:-benchmarks}
 want() { [[ " $STAGES " == *" $1 "* ]]; }
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # scripts/*.py import the in-place build
 SUMMARY="$OUT/summary.txt"
@@ -50,7 +53,7 @@ BW=$(grep -o "bandwidth_gbs [0-9]*" "$SUMMARY" | tail -1 | cut -d' ' -f2)
 
 if want tests; then
 stamp "CUDA tests"
-timeout 150 $PY -m pytest tests/ops tests/test_graph.py tests/test_losses.py -q -k "cuda" \
+timeout 150 $PY -m pytest $TESTS -q -k "cuda" \
   -p no:cacheprovider > "$LOGS/tests_cuda.log" 2>&1
 stamp "CUDA tests: $(tail -1 "$LOGS/tests_cuda.log")"
 grep -E "^(FAILED|ERROR)" "$LOGS/tests_cuda.log" | head -30 | tee -a "$SUMMARY"
@@ -59,11 +62,29 @@ fi
 
 if want bench; then
 stamp "benchmarks (real + large sizes)"
-timeout 240 $PY -m pytest benchmarks --benchmark-only --bench-size=large -q -p no:cacheprovider \
+timeout 240 $PY -m pytest $BENCH --benchmark-only --bench-size=large -q -p no:cacheprovider \
   --benchmark-json="$OUT/bench.json" --benchmark-columns=median,stddev > "$LOGS/bench.log" 2>&1
 stamp "benchmarks: $(tail -1 "$LOGS/bench.log")"
 grep -E "^(FAILED|ERROR)" "$LOGS/bench.log" | head -20 | tee -a "$SUMMARY"
 [ -f "$OUT/bench.json" ] && $PY scripts/summarize_bench.py "$OUT/bench.json" ${BW:+--bandwidth-gbs $BW} > "$OUT/table.md" 2>&1
+pack
+fi
+
+if want tf32; then
+stamp "benchmarks with TF32 matmuls allowed ($BENCH)"
+timeout 240 $PY -m pytest $BENCH --benchmark-only --bench-size=large --allow-tf32 -q \
+  -p no:cacheprovider --benchmark-json="$OUT/bench_tf32.json" --benchmark-columns=median \
+  > "$LOGS/bench_tf32.log" 2>&1
+stamp "benchmarks (tf32): $(tail -1 "$LOGS/bench_tf32.log")"
+grep -E "^(FAILED|ERROR)" "$LOGS/bench_tf32.log" | head -20 | tee -a "$SUMMARY"
+[ -f "$OUT/bench_tf32.json" ] && $PY scripts/summarize_bench.py "$OUT/bench_tf32.json" > "$OUT/table_tf32.md" 2>&1
+pack
+fi
+
+if want profile; then
+stamp "training-step profile"
+timeout 180 $PY scripts/profile_step.py > "$OUT/profile.md" 2> "$LOGS/profile.log"
+stamp "profile: exit $?"
 pack
 fi
 
@@ -80,4 +101,4 @@ done
 pack
 fi
 stamp "done"
-cat "$OUT/table.md" 2>/dev/null
+cat "$OUT/table.md" "$OUT/table_tf32.md" "$OUT/profile.md" 2>/dev/null

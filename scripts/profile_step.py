@@ -1,0 +1,100 @@
+"""Where the time of one IRLLRec training step goes, on a GPU: step times of the fused and torch
+paths (float32, and with TF32 matmuls allowed) and the fused step's kernels by total GPU time.
+
+    python scripts/profile_step.py [--dataset amazon] [--top 25]
+
+The step is the one of benchmarks/test_bench_train_step.py (the dataset's graph, 1536-wide random
+text, batch 4096, forward + backward + Adam). Prints markdown tables.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import conftest  # noqa: E402,F401  (sets IRLLREC_FAST_SHARED like the benchmarks)
+from test_bench_train_step import make_model, step_inputs  # noqa: E402
+
+
+def make_step(impl: str, dataset: str, device: torch.device):
+    model = make_model(impl, dataset, device)
+    batch = tuple(t.to(device) for t in step_inputs(dataset)[3])
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss, _ = model.calculate_loss(batch)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def time_ms(step, rounds: int = 20) -> float:
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(rounds):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        step()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="amazon")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("profile_step.py needs a CUDA device", file=sys.stderr)
+        return 2
+    device = torch.device("cuda")
+    print(f"## IRLLRec step, {args.dataset} shapes, {torch.cuda.get_device_name(device)}\n")
+    print("| impl | matmul | median ms | peak MB |")
+    print("|---|---|---|---|")
+    for tf32 in (False, True):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        for impl in ("fused", "torch"):
+            step = make_step(impl, args.dataset, device)
+            torch.cuda.reset_peak_memory_stats()
+            ms = time_ms(step)
+            peak = torch.cuda.max_memory_allocated() / 2**20
+            print(f"| {impl} | {'tf32' if tf32 else 'fp32'} | {ms:.2f} | {peak:.0f} |", flush=True)
+            del step
+            torch.cuda.empty_cache()
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+    step = make_step("fused", args.dataset, device)
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    rounds = 5
+    activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(rounds):
+            step()
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    kernels.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    total = sum(e.self_device_time_total for e in kernels)
+    print(f"\n## fused float32 step: GPU kernels, per step (total {total / rounds / 1e3:.2f} ms "
+          "of kernel time)\n")
+    print("| kernel | calls | ms | share |")
+    print("|---|---|---|---|")
+    for e in kernels[:args.top]:
+        name = e.key.replace("|", "/")[:110]
+        print(f"| {name} | {e.count // rounds} | {e.self_device_time_total / rounds / 1e3:.3f} "
+              f"| {e.self_device_time_total / max(total, 1):.1%} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
