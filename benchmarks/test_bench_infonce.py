@@ -5,9 +5,7 @@
 - with --bench-size=large on a GPU: cal_infonce_loss at 4096 x 1,000,000, d = 64.
 
 Groups: infonce-fwdbwd-<case>. The torch path materialises the logits (gigabytes at these sizes
-and seconds per call on a CPU), so it runs fewer rounds there. impl "blocked" is the same fused
-loss with `ops.infonce` swapped for its blocked-GEMM variant (`ops.infonce.infonce_blocked`), to
-decide per device and shape which kernel `infonce` should run.
+and seconds per call on a CPU), so it runs fewer rounds there.
 """
 import functools
 
@@ -16,8 +14,7 @@ import torch
 
 from conftest import synchronize
 from inputs import DATASET_SHAPES
-from irllrec_fast import losses, ops
-from irllrec_fast.ops.infonce import infonce_blocked
+from irllrec_fast import losses
 
 # name -> (loss, B, M, d)
 CASES = {f"ssl-{name}": ("ssl", users + items, users + items, 32)
@@ -67,19 +64,17 @@ def torch_result(case, device):
     return forward_backward(make_loss(case, "torch"), make_inputs(case, device))
 
 
-@pytest.mark.parametrize("impl", ["torch", "fused", "blocked"])
-def test_infonce(benchmark, run_benchmark, bench_device, case, impl, monkeypatch, matmul_precision):
+@pytest.mark.parametrize("impl", ["torch", "fused"])
+def test_infonce(benchmark, run_benchmark, bench_device, case, impl, matmul_precision):
     kind, B, M, d = {**CASES, **LARGE_CASES}[case]
     if case in LARGE_CASES and bench_device.type != "cuda":
         pytest.skip("the large size is for GPUs (--bench-size=large on a CUDA device)")
     benchmark.group = f"infonce-fwdbwd-{case}"
     inputs = make_inputs(case, bench_device)
-    if impl == "blocked":
-        monkeypatch.setattr(ops, "infonce", infonce_blocked)
-    loss_fn = make_loss(case, "torch" if impl == "torch" else "fused")
+    loss_fn = make_loss(case, impl)
 
-    # correctness before timing: fused (or blocked) and torch agree on the loss and every
-    # gradient (the torch side computed once per case: it is the slow one)
+    # correctness before timing: fused and torch agree on the loss and every gradient (the
+    # torch side computed once per case: it is the slow one)
     fused_loss, fused_grads = forward_backward(make_loss(case, "fused"), make_inputs(case, bench_device))
     torch_loss, torch_grads = torch_result(case, bench_device)
     # TF32 products carry ~1e-3 relative errors (10-bit mantissa) on either side
@@ -91,7 +86,7 @@ def test_infonce(benchmark, run_benchmark, bench_device, case, impl, monkeypatch
 
     # N x N on a CPU: seconds per call for fused, tens for torch (which also needs gigabytes)
     big_cpu = bench_device.type == "cpu" and B * M > 1e8
-    rounds, warmup = ((1, 0) if impl != "fused" else (3, 1)) if big_cpu else (None, 1)
+    rounds, warmup = ((1, 0) if impl == "torch" else (3, 1)) if big_cpu else (None, 1)
     run_benchmark(lambda: forward_backward(loss_fn, inputs), rounds=rounds, warmup_rounds=warmup,
                   impl=impl, loss=kind, B=B, M=M, d=d)
     synchronize(bench_device)

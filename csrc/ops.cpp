@@ -33,12 +33,4 @@ TORCH_LIBRARY(irllrec_fast, m) {
   m.def(
       "infonce_backward(Tensor grad, Tensor a, Tensor b, Tensor c, Tensor lse, "
       "float temperature) -> (Tensor, Tensor, Tensor)");
-  // The same loss from library GEMMs over blocks of at most block_elems logits (any device;
-  // csrc/infonce_blocked.cpp). Private: a kernel variant for tests and benchmarks.
-  m.def(
-      "_infonce_blocked(Tensor a, Tensor b, Tensor c, float temperature, int block_elems) "
-      "-> (Tensor, Tensor)");
-  m.def(
-      "_infonce_blocked_backward(Tensor grad, Tensor a, Tensor b, Tensor c, Tensor lse, "
-      "float temperature, int block_elems) -> (Tensor, Tensor, Tensor)");
 }

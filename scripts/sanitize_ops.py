@@ -46,12 +46,16 @@ def main() -> int:
             ops.intent_assign(e, w).square().sum().backward()
             ran.append(f"intent_assign n={n} d={d} K={k}")
     if hasattr(ops, "infonce"):
-        for b, m, d in ((1, 1, 1), (70, 130, 3), (300, 1000, 32), (129, 257, 64), (64, 200, 128)):
-            a = torch.randn(b, d, device=device, requires_grad=True)
-            bb = torch.randn(b, d, device=device, requires_grad=True)
-            c = torch.randn(m, d, device=device, requires_grad=True)
+        # float32 with d <= 128 runs the tensor-core kernels; d = 200 and float64 the SIMT ones
+        for b, m, d, dtype in ((1, 1, 1, torch.float32), (70, 130, 3, torch.float32),
+                               (300, 1000, 32, torch.float32), (129, 257, 64, torch.float32),
+                               (64, 200, 128, torch.float32), (50, 90, 200, torch.float32),
+                               (70, 130, 32, torch.float64)):
+            a = torch.randn(b, d, device=device, dtype=dtype, requires_grad=True)
+            bb = torch.randn(b, d, device=device, dtype=dtype, requires_grad=True)
+            c = torch.randn(m, d, device=device, dtype=dtype, requires_grad=True)
             ops.infonce(a, bb, c, 0.2).sum().backward()
-            ran.append(f"infonce B={b} M={m} d={d}")
+            ran.append(f"infonce B={b} M={m} d={d} {str(dtype)[6:]}")
     torch.cuda.synchronize()
     print(f"sanitize_ops: ran {len(ran)} cases: " + ", ".join(ran))
     return 0

@@ -16,6 +16,9 @@
 // so every element is written by one thread: no atomics, bitwise reproducible. With one split
 // the partial sums are the output itself. Logits are in base 2 (a scaled by log2(e) / tau) for
 // exp2; the same fma sequence gives the same logits in all three kernels.
+//
+// These SIMT kernels serve float64 and d > 128. float32 with d <= 128 on sm_80+ runs the
+// tensor-core twins of infonce_tensor_core.cuh (same partial sums, same finish kernels).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -28,6 +31,7 @@
 #include <tuple>
 
 #include "../checks.h"
+#include "infonce_tensor_core.cuh"
 #include "launch_utils.cuh"
 
 namespace irllrec_fast {
@@ -382,14 +386,27 @@ void check_row_vector(const at::Tensor& t, const char* name, const at::Tensor& a
 
 int64_t tiles(int64_t n) { return (n + kTile - 1) / kTile; }
 
-// Splits of the inner loop so that about two blocks per SM are busy; at most one tile each.
-int64_t splits_for(int64_t outer_tiles, int64_t inner_tiles, int device) {
-  const int64_t target = 2 * int64_t(num_sms(device));
+// Splits of the inner loop so that about `per_sm` blocks per SM are busy; at least one tile each.
+int64_t splits_for(int64_t outer_tiles, int64_t inner_tiles, int device, int per_sm) {
+  const int64_t target = per_sm * int64_t(num_sms(device));
   const int64_t want = (target + outer_tiles - 1) / outer_tiles;
   return std::max<int64_t>(1, std::min<int64_t>({want, inner_tiles, 65535}));
 }
 
 int64_t blocks_for(int64_t threads) { return (threads + kThreads - 1) / kThreads; }
+
+static_assert(tensor_core::kTile == kTile, "both kernel families cut B and M into the same tiles");
+
+// float32 with d <= 128 on sm_80+ runs on the tensor cores (3xTF32); the rest on the SIMT kernels.
+bool use_tensor_cores(const at::Tensor& a) {
+  if (a.scalar_type() != at::kFloat || tensor_core::feature_fragments(a.size(1)) == 0) return false;
+  int major = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, a.get_device()));
+  return major >= 8;
+}
+
+// Tensor-core blocks are half the size of the SIMT ones: twice as many per SM.
+int blocks_per_sm(bool tensor_cores) { return tensor_cores ? 4 : 2; }
 
 std::tuple<at::Tensor, at::Tensor> infonce(const at::Tensor& a, const at::Tensor& b,
                                            const at::Tensor& c, double temperature) {
@@ -401,15 +418,30 @@ std::tuple<at::Tensor, at::Tensor> infonce(const at::Tensor& a, const at::Tensor
   if (B == 0) return {loss, lse};
   const auto a_c = a.contiguous(), b_c = b.contiguous(), c_c = c.contiguous();
   const auto a_scaled = a_c.mul(kLog2e / temperature);
-  const int64_t splits = splits_for(tiles(B), tiles(M), a.get_device());
+  const bool tc = use_tensor_cores(a);
+  const int64_t splits = splits_for(tiles(B), tiles(M), a.get_device(), blocks_per_sm(tc));
   auto part_max = at::empty({splits, B}, a.options());
   auto part_sum = at::empty({splits, B}, a.options());
   const auto stream = c10::cuda::getCurrentCUDAStream();
+  if (tc) {
+    tensor_core::dispatch_fragments(tensor_core::feature_fragments(d), [&](auto nf) {
+      constexpr int NF = decltype(nf)::value;
+      const auto kernel = tensor_core::forward_kernel<NF>;
+      const size_t bytes = tensor_core::Layout<NF>::kBytes;
+      tensor_core::allow_shared(kernel, bytes);
+      kernel<<<dim3(tiles(B), splits), tensor_core::kThreads, bytes, stream>>>(
+          a_scaled.data_ptr<float>(), c_c.data_ptr<float>(), B, M, d,
+          part_max.data_ptr<float>(), part_sum.data_ptr<float>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "irllrec_fast::infonce (CUDA)", [&] {
-    infonce_forward_kernel<scalar_t><<<dim3(tiles(B), splits), kThreads, 0, stream>>>(
-        a_scaled.data_ptr<scalar_t>(), c_c.data_ptr<scalar_t>(), B, M, d,
-        part_max.data_ptr<scalar_t>(), part_sum.data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (!tc) {
+      infonce_forward_kernel<scalar_t><<<dim3(tiles(B), splits), kThreads, 0, stream>>>(
+          a_scaled.data_ptr<scalar_t>(), c_c.data_ptr<scalar_t>(), B, M, d,
+          part_max.data_ptr<scalar_t>(), part_sum.data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
     infonce_forward_finish_kernel<scalar_t><<<blocks_for(B * kWarpSize), kThreads, 0, stream>>>(
         a_c.data_ptr<scalar_t>(), b_c.data_ptr<scalar_t>(), part_max.data_ptr<scalar_t>(),
         part_sum.data_ptr<scalar_t>(), B, d, splits, 1.0 / temperature,
@@ -445,21 +477,42 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> infonce_backward(
                         .to(a.scalar_type());
 
   const int device = a.get_device();
-  const int64_t a_splits = splits_for(tiles(B), tiles(M), device);
-  const int64_t c_splits = splits_for(tiles(M), tiles(B), device);
+  const bool tc = use_tensor_cores(a);
+  const int64_t a_splits = splits_for(tiles(B), tiles(M), device, blocks_per_sm(tc));
+  const int64_t c_splits = splits_for(tiles(M), tiles(B), device, blocks_per_sm(tc));
   // partial sums: the outputs themselves when there is one split
   auto ga_part = a_splits == 1 ? grad_a : at::empty({a_splits, B, d}, a.options());
   auto gc_part = c_splits == 1 ? grad_c : at::empty({c_splits, M, d}, a.options());
   const auto stream = c10::cuda::getCurrentCUDAStream();
+  if (tc) {
+    tensor_core::dispatch_fragments(tensor_core::feature_fragments(d), [&](auto nf) {
+      constexpr int NF = decltype(nf)::value;
+      const size_t bytes = tensor_core::Layout<NF>::kBytes;
+      const auto grad_a_kernel = tensor_core::grad_a_kernel<NF>;
+      tensor_core::allow_shared(grad_a_kernel, bytes);
+      grad_a_kernel<<<dim3(tiles(B), a_splits), tensor_core::kThreads, bytes, stream>>>(
+          a_scaled.data_ptr<float>(), c_c.data_ptr<float>(), lse2.data_ptr<float>(),
+          coef.data_ptr<float>(), B, M, d, ga_part.data_ptr<float>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      const auto grad_c_kernel = tensor_core::grad_c_kernel<NF>;
+      tensor_core::allow_shared(grad_c_kernel, bytes);
+      grad_c_kernel<<<dim3(tiles(M), c_splits), tensor_core::kThreads, bytes, stream>>>(
+          a_scaled.data_ptr<float>(), c_c.data_ptr<float>(), lse2.data_ptr<float>(),
+          coef.data_ptr<float>(), B, M, d, gc_part.data_ptr<float>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "irllrec_fast::infonce_backward (CUDA)", [&] {
-    infonce_grad_a_kernel<scalar_t><<<dim3(tiles(B), a_splits), kThreads, 0, stream>>>(
-        a_scaled.data_ptr<scalar_t>(), c_c.data_ptr<scalar_t>(), lse2.data_ptr<scalar_t>(),
-        coef.data_ptr<scalar_t>(), B, M, d, ga_part.data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    infonce_grad_c_kernel<scalar_t><<<dim3(tiles(M), c_splits), kThreads, 0, stream>>>(
-        a_scaled.data_ptr<scalar_t>(), c_c.data_ptr<scalar_t>(), lse2.data_ptr<scalar_t>(),
-        coef.data_ptr<scalar_t>(), B, M, d, gc_part.data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (!tc) {
+      infonce_grad_a_kernel<scalar_t><<<dim3(tiles(B), a_splits), kThreads, 0, stream>>>(
+          a_scaled.data_ptr<scalar_t>(), c_c.data_ptr<scalar_t>(), lse2.data_ptr<scalar_t>(),
+          coef.data_ptr<scalar_t>(), B, M, d, ga_part.data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      infonce_grad_c_kernel<scalar_t><<<dim3(tiles(M), c_splits), kThreads, 0, stream>>>(
+          a_scaled.data_ptr<scalar_t>(), c_c.data_ptr<scalar_t>(), lse2.data_ptr<scalar_t>(),
+          coef.data_ptr<scalar_t>(), B, M, d, gc_part.data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
     infonce_grad_ab_finish_kernel<scalar_t><<<blocks_for(B * d), kThreads, 0, stream>>>(
         ga_part.data_ptr<scalar_t>(), a_c.data_ptr<scalar_t>(), b_c.data_ptr<scalar_t>(),
         g_c.data_ptr<scalar_t>(), B, d, a_splits, scalar_t(1.0 / temperature),

@@ -62,26 +62,6 @@ def infonce(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, temperature: floa
     return loss
 
 
-# Logits per block of `infonce_blocked` (64 MB in float32): big enough for full-speed GEMMs.
-DEFAULT_BLOCK_ELEMS = 1 << 24
-
-
-def infonce_blocked(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, temperature: float,
-                    block_elems: int = DEFAULT_BLOCK_ELEMS) -> torch.Tensor:
-    """`infonce` computed from library GEMMs over blocks of at most `block_elems` logits.
-
-    A kernel variant kept for comparison (tests and benchmarks): same arguments, result and
-    gradients as `infonce`, extra memory O(block_elems + (B + M) d). Its matmuls follow
-    `torch.backends.cuda.matmul.allow_tf32` like any torch matmul.
-    """
-    require()
-    check_infonce_args(a, b, c, temperature)
-    if isinstance(block_elems, bool) or not isinstance(block_elems, int) or block_elems < 1:
-        raise ValueError(f"block_elems must be an int >= 1, got {block_elems!r}")
-    loss, _ = torch.ops.irllrec_fast._infonce_blocked(a, b, c, float(temperature), block_elems)
-    return loss
-
-
 def _setup_context(ctx, inputs, output):
     a, b, c, temperature = inputs
     _, lse = output
@@ -111,26 +91,3 @@ if available():
 
     torch.library.register_autograd("irllrec_fast::infonce", _backward,
                                     setup_context=_setup_context)
-
-    def _blocked_setup_context(ctx, inputs, output):
-        a, b, c, temperature, block_elems = inputs
-        _setup_context(ctx, (a, b, c, temperature), output)
-        ctx.block_elems = block_elems
-
-    def _blocked_backward(ctx, grad_loss, grad_lse):
-        a, b, c, lse = ctx.saved_tensors
-        grads = torch.ops.irllrec_fast._infonce_blocked_backward(
-            grad_loss, a, b, c, lse, ctx.temperature, ctx.block_elems)
-        return tuple(g if need else None
-                     for g, need in zip(grads, ctx.needs_input_grad)) + (None, None)
-
-    @torch.library.register_fake("irllrec_fast::_infonce_blocked")
-    def _infonce_blocked_fake(a, b, c, temperature, block_elems):
-        return a.new_empty((a.shape[0],)), a.new_empty((a.shape[0],))
-
-    @torch.library.register_fake("irllrec_fast::_infonce_blocked_backward")
-    def _infonce_blocked_backward_fake(grad, a, b, c, lse, temperature, block_elems):
-        return (a.new_empty(a.shape), b.new_empty(b.shape), c.new_empty(c.shape))
-
-    torch.library.register_autograd("irllrec_fast::_infonce_blocked", _blocked_backward,
-                                    setup_context=_blocked_setup_context)

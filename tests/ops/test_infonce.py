@@ -1,8 +1,6 @@
 """infonce against the formula of IRLLREC_SPEC.md section 4 (one NCE row), written here in float64:
 values and the gradients of a, b and c on every device, edge cases, extreme logits, memory,
-registrations and bad input. The correctness tests run both kernels: the flash kernels of
-`ops.infonce` and the blocked-GEMM variant `infonce_blocked` (with small blocks, so that rows and
-candidates are both cut into several)."""
+registrations and bad input."""
 import gc
 import math
 from pathlib import Path
@@ -14,19 +12,6 @@ import torch.nn.functional as F
 from conftest import assert_close
 from irllrec_fast import ops
 from irllrec_fast.ops import reference
-from irllrec_fast.ops.infonce import infonce_blocked
-
-SMALL_BLOCK = 997  # logits per block in the tests: a prime, so blocks end mid-row
-
-
-def small_blocks(a, b, c, t):
-    return infonce_blocked(a, b, c, t, block_elems=SMALL_BLOCK)
-
-
-@pytest.fixture(params=["flash", "blocked"])
-def kernel(request):
-    """The infonce implementation under test, as a function (a, b, c, t) -> loss [B]."""
-    return ops.infonce if request.param == "flash" else small_blocks
 
 
 def spec_infonce(a, b, c, t):
@@ -48,12 +33,12 @@ def upstream(n, device, dtype, seed=7):
     return torch.randn(n, generator=gen, dtype=torch.float64).to(device, dtype)
 
 
-def fused_and_spec(a, b, c, t, c_is_b=False, kernel=ops.infonce):
+def fused_and_spec(a, b, c, t, c_is_b=False):
     """(loss, grad_a, grad_b, grad_c) of ops.infonce and of spec_infonce (float64) for the same
     upstream gradient; grad_c is None when c is b (its share is in grad_b)."""
     g = upstream(a.shape[0], a.device, a.dtype)
     results = []
-    for fn, cast in ((kernel, lambda x: x), (spec_infonce, lambda x: x.double())):
+    for fn, cast in ((ops.infonce, lambda x: x), (spec_infonce, lambda x: x.double())):
         aa = cast(a).detach().requires_grad_()
         bb = cast(b).detach().requires_grad_()
         cc = bb if c_is_b else cast(c).detach().requires_grad_()
@@ -84,15 +69,17 @@ SHAPES = [  # (B, M, d): B = 1, M = 1, d in {1, 3, 32, 64, 128}, M not a multipl
     (20, 700, 128),
     (300, 40, 32),  # B > M
     (9, 33, 200),   # d beyond the common sizes, not a multiple of the vector width
+    (65, 129, 17),  # CUDA float32: just past one 16-wide tensor-core fragment of features
+    (33, 70, 129),  # CUDA float32: just past the tensor-core kernels' 128 features (SIMT)
 ]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}-M{}-d{}".format(*s))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_matches_spec(device, dtype, shape, kernel):
+def test_matches_spec(device, dtype, shape):
     B, M, d = shape
     a, b, c = (unit_rows(n, d, device, dtype, seed) for n, seed in ((B, 1), (B, 2), (M, 3)))
-    fused, spec = fused_and_spec(a, b, c, 0.2, kernel=kernel)
+    fused, spec = fused_and_spec(a, b, c, 0.2)
     assert fused[0].shape == (B,)
     assert_all_close(fused, spec, dtype, 0.2)
 
@@ -103,32 +90,32 @@ def test_reference_is_the_spec(device):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_candidates_are_the_positives(device, dtype, kernel):
+def test_candidates_are_the_positives(device, dtype):
     # c is b: the positive sits in the denominator and b gets both gradient shares.
     a, b = unit_rows(50, 16, device, dtype, 1), unit_rows(50, 16, device, dtype, 2)
-    fused, spec = fused_and_spec(a, b, b, 0.2, c_is_b=True, kernel=kernel)
+    fused, spec = fused_and_spec(a, b, b, 0.2, c_is_b=True)
     assert_all_close(fused, spec, dtype, 0.2)
     # the same as passing a separate copy of b as c and adding the two gradients
-    (_, _, grad_b, grad_c), _ = fused_and_spec(a, b, b.clone(), 0.2, kernel=kernel)
+    (_, _, grad_b, grad_c), _ = fused_and_spec(a, b, b.clone(), 0.2)
     assert_close(fused[2], grad_b + grad_c, dtype)
 
 
-def test_duplicate_rows(device, kernel):
+def test_duplicate_rows(device):
     base_a, base_c = unit_rows(6, 8, device, seed=1), unit_rows(9, 8, device, seed=3)
     a = base_a[[0, 1, 1, 2, 3, 3, 3, 4, 5, 0]]
     b = unit_rows(10, 8, device, seed=2)
     c = base_c[[0, 0, 1, 2, 3, 4, 4, 5, 6, 7, 8, 8]]  # repeated candidates count twice
-    fused, spec = fused_and_spec(a, b, c, 0.1, kernel=kernel)
+    fused, spec = fused_and_spec(a, b, c, 0.1)
     assert_all_close(fused, spec, torch.float32, 0.1)
-    loss = kernel(a, a, c, 0.1)
+    loss = ops.infonce(a, a, c, 0.1)
     assert torch.equal(loss[1], loss[2]) and torch.equal(loss[4], loss[6])
 
 
 @pytest.mark.parametrize("t", [0.01, 0.03, 0.1, 0.2, 1.0, 3.0, 10.0])
-def test_temperatures_stay_finite_and_accurate(device, t, kernel):
+def test_temperatures_stay_finite_and_accurate(device, t):
     a, b, c = unit_rows(40, 32, device, seed=1), unit_rows(40, 32, device, seed=2), unit_rows(600, 32, device, seed=3)
     a[0] = -c[5]  # a row whose every logit is far below its largest possible value
-    fused, spec = fused_and_spec(a, b, c, t, kernel=kernel)
+    fused, spec = fused_and_spec(a, b, c, t)
     for x in fused:
         assert torch.isfinite(x).all()
     # float32 logits carry a relative error ~1e-7, i.e. ~1e-7 / t in absolute terms
@@ -137,10 +124,10 @@ def test_temperatures_stay_finite_and_accurate(device, t, kernel):
 
 @pytest.mark.parametrize("t", [0.01, 0.2, 10.0])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_logits_far_from_zero(device, dtype, t, kernel):
+def test_logits_far_from_zero(device, dtype, t):
     # rows of norm 100: logits up to 1e4 / t, where a plain sum of exp overflows
     a, b, c = (100 * unit_rows(n, 32, device, dtype, s) for n, s in ((30, 1), (30, 2), (400, 3)))
-    fused, spec = fused_and_spec(a, b, c, t, kernel=kernel)
+    fused, spec = fused_and_spec(a, b, c, t)
     for got, want in zip(fused, spec):
         assert torch.isfinite(want).all() and torch.isfinite(got).all()
     logit_scale, grad_size = 1e4 / t, 2 * 100 / t  # |g| <= 2
@@ -171,27 +158,27 @@ def test_logits_far_from_zero(device, dtype, t, kernel):
             torch.testing.assert_close(got.double(), want, atol=1e-2 * grad_size, rtol=1e-2)
 
 
-def test_gradcheck_float64(device, kernel):
+def test_gradcheck_float64(device):
     a, b, c = (unit_rows(n, 3, device, torch.float64, s) * 2 for n, s in ((4, 1), (4, 2), (7, 3)))
     a, b, c = (x.requires_grad_() for x in (a, b, c))
-    assert torch.autograd.gradcheck(lambda a, b, c: kernel(a, b, c, 0.5), (a, b, c))
-    assert torch.autograd.gradcheck(lambda a, b: kernel(a, b, b, 0.5), (a, b))
+    assert torch.autograd.gradcheck(lambda a, b, c: ops.infonce(a, b, c, 0.5), (a, b, c))
+    assert torch.autograd.gradcheck(lambda a, b: ops.infonce(a, b, b, 0.5), (a, b))
 
 
-def test_empty_batch(device, kernel):
+def test_empty_batch(device):
     a = torch.randn(0, 4, device=device, requires_grad=True)
     c = torch.randn(5, 4, device=device, requires_grad=True)
-    loss = kernel(a, a, c, 0.2)
+    loss = ops.infonce(a, a, c, 0.2)
     assert loss.shape == (0,)
     loss.sum().backward()
     assert torch.equal(c.grad, torch.zeros_like(c))
 
 
-def test_forward_and_backward_are_deterministic(device, kernel):
+def test_forward_and_backward_are_deterministic(device):
     a, b, c = unit_rows(300, 32, device, seed=1), unit_rows(300, 32, device, seed=2), unit_rows(2000, 32, device, seed=3)
-    first = fused_and_spec(a, b, c, 0.2, kernel=kernel)[0]
+    first = fused_and_spec(a, b, c, 0.2)[0]
     for _ in range(2):
-        again = fused_and_spec(a, b, c, 0.2, kernel=kernel)[0]
+        again = fused_and_spec(a, b, c, 0.2)[0]
         assert all(torch.equal(x, y) for x, y in zip(first, again))
 
 
@@ -216,13 +203,13 @@ def test_cpu_results_do_not_depend_on_the_thread_count(shape):
         assert all(torch.equal(x, y) for x, y in zip(fused, other))
 
 
-def test_non_contiguous_inputs(device, kernel):
+def test_non_contiguous_inputs(device):
     wide = unit_rows(64, 40, device, seed=1)
     a = wide[:, 3:35]                     # row stride 40
     b = unit_rows(128, 32, device, seed=2)[::2]  # every other row
     c = unit_rows(32, 300, device, seed=3).T  # transposed
     assert not (a.is_contiguous() or b.is_contiguous() or c.is_contiguous())
-    fused, spec = fused_and_spec(a, b, c, 0.2, kernel=kernel)
+    fused, spec = fused_and_spec(a, b, c, 0.2)
     assert_all_close(fused, spec, torch.float32, 0.2)
 
 
@@ -242,8 +229,7 @@ def _peak_rss_growth(fn):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["flash", "blocked"])
-def test_large_candidate_set_in_bounded_memory(device, variant):
+def test_large_candidate_set_in_bounded_memory(device):
     # B x M logits would take B * M * 4 bytes (2 GB on the CPU, 16 GB on a GPU) if materialised
     B, M, d = (2048, 250_000, 16) if device.type == "cpu" else (4096, 1_000_000, 32)
     gen = torch.Generator(device).manual_seed(0)
@@ -253,10 +239,7 @@ def test_large_candidate_set_in_bounded_memory(device, variant):
     out = {}
 
     def run():
-        if variant == "flash":
-            loss = ops.infonce(a, b, c, 0.2)
-        else:  # blocks of 4 MB
-            loss = infonce_blocked(a, b, c, 0.2, block_elems=1 << 20)
+        loss = ops.infonce(a, b, c, 0.2)
         loss.sum().backward()
         out["loss"] = loss.detach()
 
@@ -291,39 +274,11 @@ def test_opcheck(device):
                           (torch.randn(9, device=device), a.detach(), b.detach(), c.detach(), lse, 0.3))
 
 
-def test_opcheck_blocked(device):
-    a, b, c = (unit_rows(n, 12, device, seed=s).requires_grad_() for n, s in ((9, 1), (9, 2), (40, 3)))
-    blocked = torch.ops.irllrec_fast._infonce_blocked
-    torch.library.opcheck(blocked, (a, b, c, 0.3, 50))
-    torch.library.opcheck(blocked, (a, b, b, 0.3, 1 << 24))
-    _, lse = blocked(a.detach(), b.detach(), c.detach(), 0.3, 50)
-    torch.library.opcheck(torch.ops.irllrec_fast._infonce_blocked_backward,
-                          (torch.randn(9, device=device), a.detach(), b.detach(), c.detach(), lse,
-                           0.3, 50))
-
-
-def test_blocked_and_flash_save_the_same_lse(device):
-    # either backward may be fed the other forward's lse: they agree to rounding
-    a, b, c = unit_rows(70, 16, device, seed=1), unit_rows(70, 16, device, seed=2), unit_rows(500, 16, device, seed=3)
-    flash_loss, flash_lse = torch.ops.irllrec_fast.infonce(a, b, c, 0.2)
-    blocked_loss, blocked_lse = torch.ops.irllrec_fast._infonce_blocked(a, b, c, 0.2, SMALL_BLOCK)
-    assert_close(blocked_lse, flash_lse)
-    assert_close(blocked_loss, flash_loss)
-
-
-@pytest.mark.parametrize("block_elems", [0, -5, 2.5, True])
-def test_blocked_rejects_bad_block_size(block_elems):
-    a = torch.randn(4, 3)
-    with pytest.raises(ValueError, match="block_elems must be an int >= 1"):
-        infonce_blocked(a, a, a, 0.2, block_elems=block_elems)
-
-
 def test_torch_compile_fullgraph(device):
     a, b, c = (unit_rows(n, 16, device, seed=s).requires_grad_() for n, s in ((32, 1), (32, 2), (100, 3)))
 
     def loss_fn(a, b, c):
-        return (ops.infonce(F.normalize(a, dim=1), b, c, 0.2).mean() + ops.infonce(b, a, b, 0.5).sum()
-                + infonce_blocked(a, b, c, 0.3, block_elems=100).sum())
+        return ops.infonce(F.normalize(a, dim=1), b, c, 0.2).mean() + ops.infonce(b, a, b, 0.5).sum()
 
     compiled = torch.compile(loss_fn, fullgraph=True, backend="aot_eager")
     expected = loss_fn(a, b, c)
