@@ -16,7 +16,8 @@ export IRLLREC_FAST_SHARED=${IRLLREC_FAST_SHARED:-$ROOT/gpu_data}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 # stages to run (default all but profile): GPU_CHECK_STAGES="tests bench tf32 sanitizer profile";
-# GPU_CHECK_TESTS / GPU_CHECK_BENCH narrow the tests and benchmarks to some files.
+# GPU_CHECK_TESTS / GPU_CHECK_BENCH narrow the tests and benchmarks to some files;
+# GPU_CHECK_PROFILE_ARGS is passed to scripts/profile_step.py (e.g. --compile).
 STAGES=${GPU_CHECK_STAGES:-tests bench sanitizer}
 TESTS=${GPU_CHECK_TESTS:-tests/ops tests/test_graph.py tests/test_losses.py}
 BENCH=${GPU_CHECK_BENCH:-benchmarks}
@@ -83,7 +84,8 @@ fi
 
 if want profile; then
 stamp "training-step profile"
-timeout 180 $PY scripts/profile_step.py > "$OUT/profile.md" 2> "$LOGS/profile.log"
+timeout ${GPU_CHECK_PROFILE_TIMEOUT:-180} $PY scripts/profile_step.py ${GPU_CHECK_PROFILE_ARGS:-} \
+  > "$OUT/profile.md" 2> "$LOGS/profile.log"
 stamp "profile: exit $?"
 pack
 fi

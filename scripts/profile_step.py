@@ -1,7 +1,10 @@
 """Where the time of one IRLLRec training step goes, on a GPU: step times of the fused and torch
 paths (float32, and with TF32 matmuls allowed) and the fused step's kernels by total GPU time.
 
-    python scripts/profile_step.py [--dataset amazon] [--top 25]
+    python scripts/profile_step.py [--dataset amazon] [--top 25] [--compile]
+
+--compile adds the torch path under torch.compile with TF32 matmuls allowed (the best a user gets
+without this library), timed after its compiling calls.
 
 The step is the one of benchmarks/test_bench_train_step.py (the dataset's graph, 1536-wide random
 text, batch 4096, forward + backward + Adam). Prints markdown tables.
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -19,15 +23,19 @@ import conftest  # noqa: E402,F401  (sets IRLLREC_FAST_SHARED like the benchmark
 from test_bench_train_step import make_model, step_inputs  # noqa: E402
 
 
-def make_step(impl: str, dataset: str, device: torch.device):
+def make_step(impl: str, dataset: str, device: torch.device, compile: bool = False):
     model = make_model(impl, dataset, device)
     batch = tuple(t.to(device) for t in step_inputs(dataset)[3])
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
 
+    def total_loss():
+        return model.calculate_loss(batch)[0]
+
+    loss_fn = torch.compile(total_loss) if compile else total_loss
+
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss, _ = model.calculate_loss(batch)
-        loss.backward()
+        loss_fn().backward()
         optimizer.step()
 
     return step
@@ -52,6 +60,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="amazon")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile of the torch path with TF32 allowed")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("profile_step.py needs a CUDA device", file=sys.stderr)
@@ -70,6 +80,20 @@ def main() -> int:
             print(f"| {impl} | {'tf32' if tf32 else 'fp32'} | {ms:.2f} | {peak:.0f} |", flush=True)
             del step
             torch.cuda.empty_cache()
+    if args.compile:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        step = make_step("torch", args.dataset, device, compile=True)
+        start = time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        compile_s = time.perf_counter() - start
+        torch.cuda.reset_peak_memory_stats()
+        ms = time_ms(step)
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        print(f"| torch.compile(torch) | tf32 | {ms:.2f} | {peak:.0f} |  (first call, compiling: "
+              f"{compile_s:.0f} s)", flush=True)
+        del step
+        torch.cuda.empty_cache()
     torch.backends.cuda.matmul.allow_tf32 = False
 
     step = make_step("fused", args.dataset, device)

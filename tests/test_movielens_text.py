@@ -66,6 +66,19 @@ def test_texts_read_as_intended(subset):
     assert texts["item_profiles"][0].startswith("Toy Story (1995). Genres: Animation")
     assert all(t.startswith("Likes ") and "; dislikes " in t for t in texts["user_intents"])
     assert all(" attracts " in t and " puts off " in t for t in texts["item_intents"])
+    # nothing is both liked and disliked, or both attracted and put off
+    for text in texts["user_intents"]:
+        liked, disliked = text[len("Likes "):-1].split("; dislikes ")
+        assert not _listed(liked) & _listed(disliked), text
+    for text in texts["item_intents"]:
+        attracted, put_off = text.split(" attracts ")[1][:-1].split(" and puts off ")
+        assert not _listed(attracted) & _listed(put_off), text
+    assert not any("occupation none" in t for t in texts["user_profiles"])
+
+
+def _listed(phrase):
+    """{"A", "B", "C"} from "A, B and C"."""
+    return set(phrase.replace(" and ", ", ").split(", "))
     assert len(texts["user_profiles"]) == dataset.num_users
     assert len(texts["item_intents"]) == dataset.num_items
 

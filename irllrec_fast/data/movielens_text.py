@@ -32,6 +32,12 @@ from .readers import load_movielens
 AGE_BANDS = ((0, 18, "teenage"), (18, 25, "18-24-year-old"), (25, 35, "25-34-year-old"),
              (35, 45, "35-44-year-old"), (45, 56, "45-55-year-old"), (56, 200, "over-55"))
 LOW_RATING = 2
+# How a group of users reads in "attracts ..." (default: the occupation plus "s")
+GROUP_NAMES = {"teenage": "teenagers", "over-55": "people over 55", "men": "men", "women": "women",
+               "entertainment": "people in entertainment", "healthcare": "people in healthcare",
+               "marketing": "people in marketing", "none": "people without an occupation",
+               "other": "people of other occupations", "retired": "retired people",
+               "salesman": "salespeople"}
 TEXT_FILES = ("user_profiles", "item_profiles", "user_intents", "item_intents")
 
 
@@ -103,6 +109,22 @@ def low_ratings(folder: Path, user_ids: np.ndarray, item_ids: np.ndarray) -> sp.
     return sp.csr_matrix((ones, (u[keep], i[keep])), shape=(user_ids.size, item_ids.size))
 
 
+def _group_name(group: str) -> str:
+    if group.endswith("-year-old"):
+        return group + "s"
+    return GROUP_NAMES.get(group, group + "s")
+
+
+def _occupation_phrase(occupation: str) -> str:
+    return {"none": "no occupation", "other": "an occupation listed as other"}.get(
+        occupation, f"occupation {occupation}")
+
+
+def _without(words: Sequence[str], taken: Sequence[str]) -> List[str]:
+    """words minus those already in taken: a genre or group is never both liked and disliked."""
+    return [w for w in words if w not in taken]
+
+
 def _join(words: Sequence[str]) -> str:
     words = list(words)
     if len(words) <= 1:
@@ -152,11 +174,12 @@ def texts_from_training(train: sp.csr_matrix, dislikes: sp.csr_matrix,
                       if liked_genres[g] > 0]
         titles = [meta.titles[i] for i in liked[:5]]
         user_profiles.append(
-            f"A {bands[u]} {meta.genders[u]}, occupation {meta.occupations[u]}. Enjoyed "
+            f"A {bands[u]} {meta.genders[u]}, {_occupation_phrase(meta.occupations[u])}. Enjoyed "
             f"{len(liked)} movies, mostly {_join(top_genres) or 'of no clear genre'}, such as "
             f"{_join(titles)}.")
         likes = _over_represented(liked_genres, item_genre_base, genre_names)
-        dislike = _over_represented(genres[disliked].sum(0), item_genre_base, genre_names)
+        dislike = _without(_over_represented(genres[disliked].sum(0), item_genre_base,
+                                             genre_names), likes)
         user_intents.append(
             f"Likes {_join(likes) or 'a broad mix of movies'}; dislikes "
             f"{_join(dislike) or 'nothing in particular'}.")
@@ -167,7 +190,9 @@ def texts_from_training(train: sp.csr_matrix, dislikes: sp.csr_matrix,
         fans = train_t.indices[train_t.indptr[i]:train_t.indptr[i + 1]]
         critics = dislikes_t.indices[dislikes_t.indptr[i]:dislikes_t.indptr[i + 1]]
         attracts = _over_represented(user_groups[fans].sum(0), group_base, groups)
-        repels = _over_represented(user_groups[critics].sum(0), group_base, groups)
+        repels = _without(_over_represented(user_groups[critics].sum(0), group_base, groups),
+                          attracts)
+        attracts, repels = [_group_name(g) for g in attracts], [_group_name(g) for g in repels]
         taste = _join([genre_names[g] for g in np.flatnonzero(meta.genres[i])]) or "unknown"
         item_intents.append(
             f"A movie of genre {taste} that attracts {_join(attracts) or 'a general audience'} "

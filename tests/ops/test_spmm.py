@@ -65,12 +65,15 @@ def test_power_law_rows_longer_than_a_segment(device):
     users = torch.cat([torch.zeros(5000, dtype=torch.long), torch.randint(1, 50, (2000,), generator=gen)])
     items = torch.cat([torch.arange(5000), torch.randint(0, 5000, (2000,), generator=gen)])
     graph = CSRGraph.from_interactions(users, items, 50, 5000).normalized("sym").to(device)
-    x = torch.randn(graph.num_nodes, 64, device=device)
-    value = torch.rand(graph.num_edges, device=device)
+    x = torch.randn(graph.num_nodes, 64, generator=gen).to(device)
+    value = torch.rand(graph.num_edges, generator=gen).to(device)
     (out, gx, gv), (ref, ref_gx, ref_gv) = run_both(graph, x, value)
-    assert_close(out, ref)
-    assert_close(gx, ref_gx)
-    assert_close(gv, ref_gv)
+    # float32 sums over the 5000-edge row carry ~n * eps relative rounding of the sum of |terms| in
+    # both implementations (the CUDA reference adds in atomic order): measured 1.6e-5 absolute on
+    # a result of 0.04 on an H100, over the default tolerance of 1e-5
+    assert_close(out, ref, scale=20.0)
+    assert_close(gx, ref_gx, scale=20.0)
+    assert_close(gv, ref_gv, scale=20.0)
 
 
 def test_real_amazon_graph(amazon_graph, device):
