@@ -108,12 +108,7 @@ __device__ __forceinline__ void logit_tile(const T* __restrict__ as, const T* __
   }
 }
 
-// Tiles [first, last) of `count` tiles that split `s` of `splits` covers.
-__device__ __forceinline__ void split_range(int64_t count, int64_t splits, int64_t s,
-                                            int64_t& first, int64_t& last) {
-  first = count * s / splits;
-  last = count * (s + 1) / splits;
-}
+using tensor_core::split_range;  // both kernel families cut the inner loop the same way
 
 // ---------------------------------------------------------------------------------------------
 // forward

@@ -151,6 +151,7 @@ __device__ __forceinline__ void store_rows(FragAcc (&acc)[NF], float* scratch, f
   }
 }
 
+// Tiles [first, last) of `count` tiles that split `s` of `splits` covers.
 __device__ __forceinline__ void split_range(int64_t count, int64_t splits, int64_t s,
                                             int64_t& first, int64_t& last) {
   first = count * s / splits;
