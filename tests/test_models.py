@@ -228,3 +228,27 @@ def test_fused_matches_torch_at_amazon_book_shapes(amazon_graph):
     config = IRLLRecConfig()  # d 32, K 128, 3 layers, the released amazon weights
     results = step_both(graph, text, config, batch)
     assert_same_step(results, rtol_loss=1e-4, rtol_grad=1e-3)
+
+
+def test_text_mlp_bf16_is_off_by_default_and_close_when_on():
+    assert IRLLRecConfig().text_mlp_bf16 is False
+    graph, text, pairs = small_problem(profile=64, intent=48)
+    batch = random_batch(pairs, graph.num_items, 32)
+    steps = {}
+    for bf16 in (False, True):
+        torch.manual_seed(0)
+        model = IRLLRec(graph, text, small_config(text_mlp_bf16=bf16), impl="torch")
+        inner = []
+        for mlp in (model.mlp, model.int_mlp, model.int_mlp_m):
+            mlp[0].register_forward_hook(lambda module, args, out: inner.append(out.dtype))
+        torch.manual_seed(1)  # the same noise in both steps
+        loss, _ = model.calculate_loss(batch)
+        loss.backward()
+        steps[bf16] = (loss.detach(), model.mlp[0].weight.grad, inner)
+    (loss32, grad32, inner32), (loss16, grad16, inner16) = steps[False], steps[True]
+    assert inner32 == [torch.float32] * 3 and inner16 == [torch.bfloat16] * 3
+    assert loss16.dtype == torch.float32 and grad16.dtype == torch.float32
+    # bfloat16 keeps 8 significant bits: close to the float32 step, but not the same
+    torch.testing.assert_close(loss16, loss32, rtol=2e-2, atol=0)
+    assert not torch.equal(loss16, loss32)
+    torch.testing.assert_close(grad16, grad32, rtol=0.1, atol=0.05 * float(grad32.abs().max()))

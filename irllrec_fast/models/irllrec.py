@@ -45,6 +45,10 @@ class IRLLRecConfig(LightGCNConfig):
         momentum: teacher update theta_m <- momentum * theta_m + (1 - momentum) * theta.
         teacher_init: "redraw" (the released code: copy, then Xavier re-draw of the teacher's
             weights, biases shared) or "copy" (teacher starts equal to the student).
+        text_mlp_bf16: run the three text MLPs (student profile, student intent, teacher) under
+            bfloat16 autocast, forward and backward, with float32 results. Off by default (the
+            spec computes them in full precision); on a GPU they are a quarter of the step. Its
+            effect on accuracy is measured in docs/precision.md.
     """
 
     reg_weight: float = 1e-7
@@ -58,6 +62,7 @@ class IRLLRecConfig(LightGCNConfig):
     kd_int_weight_3: float = 1e-7
     momentum: float = 0.999
     teacher_init: str = "redraw"
+    text_mlp_bf16: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -179,6 +184,14 @@ class IRLLRec(Recommender):
     def embeddings(self) -> Tuple[torch.Tensor, torch.Tensor]:
         return self.backbone.embeddings()
 
+    def _text_mlp(self, mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """mlp(x), under bfloat16 autocast when config.text_mlp_bf16 (result in x's dtype)."""
+        if not self.config.text_mlp_bf16:
+            return mlp(x)
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
+            out = mlp(x)
+        return out.to(x.dtype)
+
     @torch.no_grad()
     def _momentum_update(self) -> None:
         m = self.config.momentum
@@ -216,7 +229,7 @@ class IRLLRec(Recommender):
         U = self.num_users
         user, item = final[:U], final[U:]
         anc, pos_e, neg_e = user[users], item[pos], item[neg]
-        profile_text = self.mlp(self.profile)
+        profile_text = self._text_mlp(self.mlp, self.profile)
 
         bpr = losses.cal_bpr_loss(anc, pos_e, neg_e) / B
         reg = cfg.reg_weight * losses.reg_params(self)
@@ -224,7 +237,7 @@ class IRLLRec(Recommender):
         profile = profile / B * cfg.kd_weight
 
         intent_graph = self.intent_representation(layers[:-1])
-        intent_text = self.int_mlp(self.intent)
+        intent_text = self._text_mlp(self.int_mlp, self.intent)
         intent = self._contrast_triplet(intent_graph, intent_text, batch, cfg.kd_int_temperature)
         intent = intent / B * cfg.kd_int_weight
 
@@ -236,7 +249,7 @@ class IRLLRec(Recommender):
 
         self._momentum_update()
         with torch.no_grad():
-            teacher = self.int_mlp_m(self.intent)
+            teacher = self._text_mlp(self.int_mlp_m, self.intent)
         soft = losses.momentum_distill_loss(intent_text, teacher)
         w2, w3 = cfg.kd_int_weight_2, cfg.kd_int_weight_3
         itm = w3 * (0.4 * (w2 * translation) - 0.6 * soft)
