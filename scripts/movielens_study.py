@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -123,8 +124,6 @@ def main() -> int:
             if text == "placebo":
                 cmd += ["--text", str(out / "placebo")]
             jobs.append((name, run_dir, cmd))
-    from concurrent.futures import ThreadPoolExecutor
-
     threads = 1 if args.jobs > 1 else 0
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(lambda job: run(job[2], threads), jobs))

@@ -83,6 +83,30 @@ __device__ __forceinline__ void add_tile(FragAcc (&acc)[NF], const FragAcc (&par
     for (int i = 0; i < acc[f].num_elements; ++i) acc[f].x[i] += part[f].x[i];
 }
 
+// acc += P X for one tile, summed over its 64 rows k of X (x, leading dimension kLdx): P's 16 x 8
+// fragment for rows k0.. starts at p + k0 * p_step (row-major P: step 1; P read transposed from a
+// row-major tile: step kLdp).
+template <int NF, typename FragP>
+__device__ __forceinline__ void accumulate_tile(FragAcc (&acc)[NF], const float* p, int p_step,
+                                                const float* x) {
+  constexpr int ldx = Layout<NF>::kLdx;
+  FragAcc part[NF];
+#pragma unroll
+  for (int f = 0; f < NF; ++f) wmma::fill_fragment(part[f], 0.f);
+#pragma unroll
+  for (int k0 = 0; k0 < kTile; k0 += 8) {
+    FragP p_hi, p_lo;
+    load_split(p_hi, p_lo, p + k0 * p_step, Layout<NF>::kLdp);
+#pragma unroll
+    for (int f = 0; f < NF; ++f) {
+      FragB x_hi, x_lo;
+      load_split(x_hi, x_lo, x + k0 * ldx + f * 16, ldx);
+      mma3(part[f], p_hi, p_lo, x_hi, x_lo);
+    }
+  }
+  add_tile(acc, part);
+}
+
 // Rows [row0, row0 + 64) of x (n x d) into s (64 x kFeatures, leading dimension kLdx), zero
 // outside x. Block-wide; consecutive threads read consecutive features.
 template <int NF>
@@ -247,21 +271,7 @@ grad_a_kernel(const float* __restrict__ as, const float* __restrict__ c,
     __syncwarp();
     logits_to_weights<NF>(Sw, row_ok, shift, factor, col0, M);
     __syncwarp();
-    FragAcc part[NF];
-#pragma unroll
-    for (int f = 0; f < NF; ++f) wmma::fill_fragment(part[f], 0.f);
-#pragma unroll
-    for (int k0 = 0; k0 < kTile; k0 += 8) {  // k: the tile's candidates
-      FragA p_hi, p_lo;
-      load_split(p_hi, p_lo, Sw + k0, ldp);
-#pragma unroll
-      for (int f = 0; f < NF; ++f) {
-        FragB c_hi, c_lo;
-        load_split(c_hi, c_lo, Cs + k0 * ldx + f * 16, ldx);
-        mma3(part[f], p_hi, p_lo, c_hi, c_lo);
-      }
-    }
-    add_tile(acc, part);
+    accumulate_tile<NF, FragA>(acc, Sw, 1, Cs);  // k: the tile's candidates
     __syncwarp();
   }
   store_rows<NF>(acc, Sw, dst + int64_t(blockIdx.y) * B * d, row0 + w * 16, B, d);
@@ -303,21 +313,8 @@ grad_c_kernel(const float* __restrict__ as, const float* __restrict__ c,
     const bool row_ok = row < B;
     logits_to_weights<NF>(Sw, row_ok, row_ok ? lse2[row] : 0.f, row_ok ? coef[row] : 0.f, col0, M);
     __syncthreads();  // every warp's rows of p in place
-    FragAcc part[NF];
-#pragma unroll
-    for (int f = 0; f < NF; ++f) wmma::fill_fragment(part[f], 0.f);
-#pragma unroll
-    for (int k0 = 0; k0 < kTile; k0 += 8) {  // k: the tile's anchors
-      FragAT p_hi, p_lo;  // p^T: rows are this warp's candidates
-      load_split(p_hi, p_lo, Ps + k0 * ldp + w * 16, ldp);
-#pragma unroll
-      for (int f = 0; f < NF; ++f) {
-        FragB a_hi, a_lo;
-        load_split(a_hi, a_lo, As + k0 * ldx + f * 16, ldx);
-        mma3(part[f], p_hi, p_lo, a_hi, a_lo);
-      }
-    }
-    add_tile(acc, part);
+    // k: the tile's anchors; p^T's rows are this warp's candidates
+    accumulate_tile<NF, FragAT>(acc, Ps + w * 16, ldp, As);
   }
   __syncthreads();  // Ps is reused as the output scratch
   store_rows<NF>(acc, Sw, dst + int64_t(blockIdx.y) * M * d, col0 + w * 16, M, d);
