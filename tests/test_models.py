@@ -252,3 +252,82 @@ def test_text_mlp_bf16_is_off_by_default_and_close_when_on():
     torch.testing.assert_close(loss16, loss32, rtol=2e-2, atol=0)
     assert not torch.equal(loss16, loss32)
     torch.testing.assert_close(grad16, grad32, rtol=0.1, atol=0.05 * float(grad32.abs().max()))
+
+
+def train_both(graph, text, config, batches, dtype=torch.float64, lr=0.05):
+    """Adam steps of impl='torch' and impl='fused' from the same weights and noise; yields the
+    two models' loss terms after each step."""
+    torch.manual_seed(0)
+    models = [IRLLRec(graph, text, config, impl=impl).to(dtype) for impl in ("torch", "fused")]
+    models[1].load_state_dict(models[0].state_dict())
+    optimizers = [torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=lr)
+                  for m in models]
+    n, d = graph.num_nodes, config.embedding_size
+    gen = torch.Generator().manual_seed(1)
+    for batch in batches:
+        noise = (torch.randn(n, d, generator=gen, dtype=dtype),
+                 torch.randn(n, d, generator=gen, dtype=dtype))
+        terms = []
+        for model, optimizer in zip(models, optimizers):
+            optimizer.zero_grad()
+            step_terms = model.loss_terms(batch, noise)
+            (step_terms["bpr"] + step_terms["profile"] + step_terms["intent"]
+             + step_terms["itm"]).backward()
+            optimizer.step()
+            terms.append({k: v.detach() for k, v in step_terms.items()})
+        yield models, terms
+
+
+def test_fused_teacher_recurrence_follows_the_literal_teacher_over_many_steps():
+    """The fused teacher's pre-activation follows H_m <- m H_m + (1 - m) H instead of a product;
+    with momentum 0.5 (the teacher moves fast) and a large distillation weight, any slip in the
+    recurrence (a missing bias, the other step's H, a stale cache) shows in `soft`."""
+    graph, text, pairs = small_problem()
+    config = small_config(momentum=0.5, kd_int_weight_3=5.0)
+    batches = [random_batch(pairs, graph.num_items, 24, seed=s) for s in range(8)]
+    steps = 0
+    for models, (torch_terms, fused_terms) in train_both(graph, text, config, batches):
+        assert models[1]._teacher_hidden is not None  # the recurrence is in use
+        for name in ("soft", "itm", "profile", "intent"):
+            torch.testing.assert_close(fused_terms[name], torch_terms[name], rtol=1e-9, atol=0,
+                                       msg=lambda m, name=name: f"step {steps}, {name}: {m}")
+        steps += 1
+    assert steps == len(batches)
+    fused = models[1]
+    with torch.no_grad():
+        direct = fused.int_mlp_m[0](fused.intent)
+    torch.testing.assert_close(fused._teacher_hidden[1], direct, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_teacher_cache_is_dropped_when_the_weights_change_from_outside():
+    graph, text, pairs = small_problem()
+    config = small_config(momentum=0.5)
+    batch = random_batch(pairs, graph.num_items, 24)
+    torch.manual_seed(0)
+    model = IRLLRec(graph, text, config, impl="fused").double()
+    model.loss_terms(batch)
+    key = model._teacher_hidden[0]
+    with torch.no_grad():
+        model.int_mlp_m[0].bias.add_(1.0)  # an in-place edit: the cached H_m is stale
+    assert model._teacher_key() != key
+    model.loss_terms(batch)
+    with torch.no_grad():
+        direct = model.int_mlp_m[0](model.intent)
+    torch.testing.assert_close(model._teacher_hidden[1], direct, rtol=1e-12, atol=1e-12)
+    for reset in (lambda: model.train(), lambda: model.eval(),
+                  lambda: model.load_state_dict(model.state_dict()), lambda: model.double()):
+        model.loss_terms(batch)
+        reset()
+        assert model._teacher_hidden is None
+
+
+def test_fused_profile_rows_with_repeated_items():
+    """Fused on the CPU the profile MLP sees only all users and the batch's distinct items;
+    repeated and shared positive / negative items must map back to the right rows."""
+    graph, text, pairs = small_problem()
+    users, pos, neg = random_batch(pairs, graph.num_items, 24)
+    pos[:6] = 3
+    neg[:4] = 3  # the same item as a positive and a negative
+    neg[4:8] = pos[10:14]
+    results = step_both(graph, text, small_config(), (users, pos, neg), dtype=torch.float64)
+    assert_same_step(results, rtol_loss=1e-9, rtol_grad=1e-8)
