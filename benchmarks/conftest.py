@@ -53,10 +53,10 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def record(benchmark, fn, device, rounds=None, warmup_rounds=1, **info):
-    """Times fn with pytest-benchmark and stores its peak extra memory (one more call) and
-    device facts in extra_info. rounds defaults to benchmark_rounds(device); calls that take
-    tens of seconds on a CPU pass fewer."""
+def record(benchmark, fn, device, rounds=None, warmup_rounds=1, memory_fn=None, **info):
+    """Times fn with pytest-benchmark and stores its peak extra memory (one more call, of
+    memory_fn when given) and device facts in extra_info. rounds defaults to
+    benchmark_rounds(device); calls that take tens of seconds on a CPU pass fewer."""
     def timed():
         fn()
         synchronize(device)
@@ -68,7 +68,8 @@ def record(benchmark, fn, device, rounds=None, warmup_rounds=1, **info):
                                       if device.type == "cuda" else "cpu")
     benchmark.extra_info["threads"] = torch.get_num_threads()
     benchmark.extra_info["tf32"] = torch.backends.cuda.matmul.allow_tf32
-    benchmark.extra_info["peak_extra_mb"] = round(peak_extra_bytes(fn, device) / 2**20, 2)
+    benchmark.extra_info["peak_extra_mb"] = round(
+        peak_extra_bytes(memory_fn or fn, device) / 2**20, 2)
 
 
 def benchmark_rounds(device):
@@ -77,8 +78,9 @@ def benchmark_rounds(device):
 
 @pytest.fixture
 def run_benchmark(benchmark, bench_device):
-    def run(fn, rounds=None, warmup_rounds=1, **info):
-        record(benchmark, fn, bench_device, rounds=rounds, warmup_rounds=warmup_rounds, **info)
+    def run(fn, rounds=None, warmup_rounds=1, memory_fn=None, **info):
+        record(benchmark, fn, bench_device, rounds=rounds, warmup_rounds=warmup_rounds,
+               memory_fn=memory_fn, **info)
     return run
 
 

@@ -74,13 +74,18 @@ def test_texts_read_as_intended(subset):
         attracted, put_off = text.split(" attracts ")[1][:-1].split(" and puts off ")
         assert not _listed(attracted) & _listed(put_off), text
     assert not any("occupation none" in t for t in texts["user_profiles"])
+    assert len(texts["user_profiles"]) == dataset.num_users
+    assert len(texts["item_intents"]) == dataset.num_items
+    # the article follows the sound of the age band: "An 18-24-year-old", "A 25-34-year-old"
+    for profile, age in zip(texts["user_profiles"], meta.ages):
+        vowel_sound = 18 <= age < 25 or age >= 56
+        assert profile.startswith("An " if vowel_sound else "A "), profile
+    assert any(t.startswith("An 18-24-year-old ") for t in texts["user_profiles"])
 
 
 def _listed(phrase):
     """{"A", "B", "C"} from "A, B and C"."""
     return set(phrase.replace(" and ", ", ").split(", "))
-    assert len(texts["user_profiles"]) == dataset.num_users
-    assert len(texts["item_intents"]) == dataset.num_items
 
 
 def test_build_and_train_irllrec_end_to_end(ml_dir, tmp_path, capsys):

@@ -54,6 +54,11 @@ class MovieLensMeta:
     occupations: List[str]
 
 
+def _indefinite_article(word: str) -> str:
+    """'An' before a vowel sound ("an 18-24-year-old", "an over-55"), else 'A'."""
+    return "An" if word[0] in "aeiou8" or word.startswith(("11", "18")) else "A"
+
+
 def _age_band(age: int) -> str:
     return next(name for lo, hi, name in AGE_BANDS if lo <= age < hi)
 
@@ -174,7 +179,8 @@ def texts_from_training(train: sp.csr_matrix, dislikes: sp.csr_matrix,
                       if liked_genres[g] > 0]
         titles = [meta.titles[i] for i in liked[:5]]
         user_profiles.append(
-            f"A {bands[u]} {meta.genders[u]}, {_occupation_phrase(meta.occupations[u])}. Enjoyed "
+            f"{_indefinite_article(bands[u])} {bands[u]} {meta.genders[u]}, "
+            f"{_occupation_phrase(meta.occupations[u])}. Enjoyed "
             f"{len(liked)} movies, mostly {_join(top_genres) or 'of no clear genre'}, such as "
             f"{_join(titles)}.")
         likes = _over_represented(liked_genres, item_genre_base, genre_names)
