@@ -50,10 +50,11 @@ def step_inputs(dataset):
     return graph, source, text, (users, pos, neg)
 
 
-def make_model(impl, dataset, device):
+def make_model(impl, dataset, device, **config):
+    """The model of the step; config: IRLLRecConfig fields to change from the defaults."""
     graph, _, text, _ = step_inputs(dataset)
     torch.manual_seed(0)
-    return IRLLRec(graph, text, IRLLRecConfig(), impl=impl).to(device)
+    return IRLLRec(graph, text, IRLLRecConfig(**config), impl=impl).to(device)
 
 
 @pytest.mark.parametrize("impl", IMPLS)

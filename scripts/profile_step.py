@@ -1,7 +1,7 @@
 """Where the time of one IRLLRec training step goes, on a GPU: step times of the fused and torch
 paths (float32, and with TF32 matmuls allowed) and the fused step's kernels by total GPU time.
 
-    python scripts/profile_step.py [--dataset amazon] [--top 25] [--compile]
+    python scripts/profile_step.py [--dataset amazon] [--top 25] [--compile] [--bf16]
 
 --compile adds the torch path under torch.compile with TF32 matmuls allowed (the best a user gets
 without this library), timed after its compiling calls.
@@ -23,8 +23,8 @@ import conftest  # noqa: E402,F401  (sets IRLLREC_FAST_SHARED like the benchmark
 from test_bench_train_step import make_model, step_inputs  # noqa: E402
 
 
-def make_step(impl: str, dataset: str, device: torch.device, compile: bool = False):
-    model = make_model(impl, dataset, device)
+def make_step(impl: str, dataset: str, device: torch.device, compile: bool = False, **config):
+    model = make_model(impl, dataset, device, **config)
     batch = tuple(t.to(device) for t in step_inputs(dataset)[3])
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
 
@@ -62,6 +62,8 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile of the torch path with TF32 allowed")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time the fused step with text_mlp_bf16 (docs/precision.md)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("profile_step.py needs a CUDA device", file=sys.stderr)
@@ -70,14 +72,17 @@ def main() -> int:
     print(f"## IRLLRec step, {args.dataset} shapes, {torch.cuda.get_device_name(device)}\n")
     print("| impl | matmul | median ms | peak MB |")
     print("|---|---|---|---|")
+    variants = [("fused", {}), ("torch", {})]
+    if args.bf16:
+        variants.append(("fused, text_mlp_bf16", {"text_mlp_bf16": True}))
     for tf32 in (False, True):
         torch.backends.cuda.matmul.allow_tf32 = tf32
-        for impl in ("fused", "torch"):
-            step = make_step(impl, args.dataset, device)
+        for label, config in variants:
+            step = make_step(label.split(",")[0], args.dataset, device, **config)
             torch.cuda.reset_peak_memory_stats()
             ms = time_ms(step)
             peak = torch.cuda.max_memory_allocated() / 2**20
-            print(f"| {impl} | {'tf32' if tf32 else 'fp32'} | {ms:.2f} | {peak:.0f} |", flush=True)
+            print(f"| {label} | {'tf32' if tf32 else 'fp32'} | {ms:.2f} | {peak:.0f} |", flush=True)
             del step
             torch.cuda.empty_cache()
     if args.compile:

@@ -392,7 +392,8 @@ int64_t blocks_for(int64_t threads) { return (threads + kThreads - 1) / kThreads
 
 static_assert(tensor_core::kTile == kTile, "both kernel families cut B and M into the same tiles");
 
-// float32 with d <= 128 on sm_80+ runs on the tensor cores (3xTF32); the rest on the SIMT kernels.
+// float32 with d <= 128 on sm_80+ runs on the tensor cores (3xTF32, or TF32 when the user allows
+// it); the rest on the SIMT kernels.
 bool use_tensor_cores(const at::Tensor& a) {
   if (a.scalar_type() != at::kFloat || tensor_core::feature_fragments(a.size(1)) == 0) return false;
   int major = 0;
@@ -419,9 +420,10 @@ std::tuple<at::Tensor, at::Tensor> infonce(const at::Tensor& a, const at::Tensor
   auto part_sum = at::empty({splits, B}, a.options());
   const auto stream = c10::cuda::getCurrentCUDAStream();
   if (tc) {
-    tensor_core::dispatch_fragments(tensor_core::feature_fragments(d), [&](auto nf) {
+    tensor_core::dispatch_kernels(tensor_core::feature_fragments(d),
+                                  tensor_core::compensated_products(), [&](auto nf, auto comp) {
       constexpr int NF = decltype(nf)::value;
-      const auto kernel = tensor_core::forward_kernel<NF>;
+      const auto kernel = tensor_core::forward_kernel<NF, decltype(comp)::value>;
       const size_t bytes = tensor_core::Layout<NF>::kBytes;
       tensor_core::allow_shared(kernel, bytes);
       kernel<<<dim3(tiles(B), splits), tensor_core::kThreads, bytes, stream>>>(
@@ -480,16 +482,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> infonce_backward(
   auto gc_part = c_splits == 1 ? grad_c : at::empty({c_splits, M, d}, a.options());
   const auto stream = c10::cuda::getCurrentCUDAStream();
   if (tc) {
-    tensor_core::dispatch_fragments(tensor_core::feature_fragments(d), [&](auto nf) {
+    tensor_core::dispatch_kernels(tensor_core::feature_fragments(d),
+                                  tensor_core::compensated_products(), [&](auto nf, auto comp) {
       constexpr int NF = decltype(nf)::value;
+      constexpr bool kCompensated = decltype(comp)::value;
       const size_t bytes = tensor_core::Layout<NF>::kBytes;
-      const auto grad_a_kernel = tensor_core::grad_a_kernel<NF>;
+      const auto grad_a_kernel = tensor_core::grad_a_kernel<NF, kCompensated>;
       tensor_core::allow_shared(grad_a_kernel, bytes);
       grad_a_kernel<<<dim3(tiles(B), a_splits), tensor_core::kThreads, bytes, stream>>>(
           a_scaled.data_ptr<float>(), c_c.data_ptr<float>(), lse2.data_ptr<float>(),
           coef.data_ptr<float>(), B, M, d, ga_part.data_ptr<float>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-      const auto grad_c_kernel = tensor_core::grad_c_kernel<NF>;
+      const auto grad_c_kernel = tensor_core::grad_c_kernel<NF, kCompensated>;
       tensor_core::allow_shared(grad_c_kernel, bytes);
       grad_c_kernel<<<dim3(tiles(M), c_splits), tensor_core::kThreads, bytes, stream>>>(
           a_scaled.data_ptr<float>(), c_c.data_ptr<float>(), lse2.data_ptr<float>(),

@@ -2,16 +2,19 @@
 //
 // The same three passes as the SIMT kernels there (forward partial log-sum-exp, grad_a and
 // grad_c partial sums, in base 2 from the anchors pre-scaled by log2(e) / tau), with every product
-// on the tensor cores through WMMA m16n16k8 TF32 fragments. TF32 keeps 10 mantissa bits, so each
-// operand is split as x = hi + lo (hi = tf32(x), lo = tf32(x - hi)) and a product is accumulated
-// as lo*hi + hi*lo + hi*hi ("3xTF32"): float32-level accuracy at a third of the TF32 rate, whatever
-// torch.backends.cuda.matmul.allow_tf32 says.
+// on the tensor cores through WMMA m16n16k8 TF32 fragments. TF32 keeps 10 mantissa bits. By
+// default (kCompensated) each operand is split as x = hi + lo (hi = tf32(x), lo = tf32(x - hi))
+// and a product is accumulated as lo*hi + hi*lo + hi*hi ("3xTF32"): float32-level accuracy at a
+// third of the TF32 rate. When the user allows TF32 matmuls
+// (torch.backends.cuda.matmul.allow_tf32), every product is a single TF32 one, as in torch's own
+// matmuls under that switch.
 //
 // A block is 4 warps over a 64 x 64 logit tile; warp w computes rows 16w..16w+15 of it into
 // shared memory with one routine (warp_logits) in every kernel, so the three passes see the very
 // same logits. Features are zero-padded to NF * 16 (NF in {1, 2, 4, 8}, d <= 128).
 #pragma once
 
+#include <ATen/Context.h>
 #include <c10/cuda/CUDAException.h>
 #include <cuda_runtime.h>
 #include <mma.h>
@@ -49,8 +52,9 @@ struct Layout {
   static constexpr size_t kBytes = sizeof(float) * kFloats;
 };
 
-// Loads hi from shared memory and splits it: hi = tf32(x), lo = tf32(x - hi).
-template <typename Frag>
+// Loads hi from shared memory and rounds it to TF32: hi = tf32(x), and with kCompensated
+// lo = tf32(x - hi) (else lo is left alone and unused).
+template <bool kCompensated, typename Frag>
 __device__ __forceinline__ void load_split(Frag& hi, Frag& lo, const float* p, int ld) {
   wmma::load_matrix_sync(hi, p, ld);
 #pragma unroll
@@ -58,16 +62,18 @@ __device__ __forceinline__ void load_split(Frag& hi, Frag& lo, const float* p, i
     const float x = hi.x[i];
     const float h = wmma::__float_to_tf32(x);
     hi.x[i] = h;
-    lo.x[i] = wmma::__float_to_tf32(x - h);
+    if constexpr (kCompensated) lo.x[i] = wmma::__float_to_tf32(x - h);
   }
 }
 
-// acc += a b with the small cross terms first.
-template <typename A, typename B>
-__device__ __forceinline__ void mma3(FragAcc& acc, const A& a_hi, const A& a_lo, const B& b_hi,
-                                     const B& b_lo) {
-  wmma::mma_sync(acc, a_lo, b_hi, acc);
-  wmma::mma_sync(acc, a_hi, b_lo, acc);
+// acc += a b: with kCompensated as three TF32 products, the small cross terms first.
+template <bool kCompensated, typename A, typename B>
+__device__ __forceinline__ void mma_accumulate(FragAcc& acc, const A& a_hi, const A& a_lo,
+                                               const B& b_hi, const B& b_lo) {
+  if constexpr (kCompensated) {
+    wmma::mma_sync(acc, a_lo, b_hi, acc);
+    wmma::mma_sync(acc, a_hi, b_lo, acc);
+  }
   wmma::mma_sync(acc, a_hi, b_hi, acc);
 }
 
@@ -86,7 +92,7 @@ __device__ __forceinline__ void add_tile(FragAcc (&acc)[NF], const FragAcc (&par
 // acc += P X for one tile, summed over its 64 rows k of X (x, leading dimension kLdx): P's 16 x 8
 // fragment for rows k0.. starts at p + k0 * p_step (row-major P: step 1; P read transposed from a
 // row-major tile: step kLdp).
-template <int NF, typename FragP>
+template <int NF, bool kCompensated, typename FragP>
 __device__ __forceinline__ void accumulate_tile(FragAcc (&acc)[NF], const float* p, int p_step,
                                                 const float* x) {
   constexpr int ldx = Layout<NF>::kLdx;
@@ -96,12 +102,12 @@ __device__ __forceinline__ void accumulate_tile(FragAcc (&acc)[NF], const float*
 #pragma unroll
   for (int k0 = 0; k0 < kTile; k0 += 8) {
     FragP p_hi, p_lo;
-    load_split(p_hi, p_lo, p + k0 * p_step, Layout<NF>::kLdp);
+    load_split<kCompensated>(p_hi, p_lo, p + k0 * p_step, Layout<NF>::kLdp);
 #pragma unroll
     for (int f = 0; f < NF; ++f) {
       FragB x_hi, x_lo;
-      load_split(x_hi, x_lo, x + k0 * ldx + f * 16, ldx);
-      mma3(part[f], p_hi, p_lo, x_hi, x_lo);
+      load_split<kCompensated>(x_hi, x_lo, x + k0 * ldx + f * 16, ldx);
+      mma_accumulate<kCompensated>(part[f], p_hi, p_lo, x_hi, x_lo);
     }
   }
   add_tile(acc, part);
@@ -122,7 +128,7 @@ __device__ __forceinline__ void stage_rows(const float* __restrict__ x, int64_t 
 
 // Logits of the warp's 16 anchor rows against the tile's 64 candidates into out (16 x 64,
 // leading dimension kLdp).
-template <int NF>
+template <int NF, bool kCompensated>
 __device__ __forceinline__ void warp_logits(const float* As, const float* Cs, float* out) {
   constexpr int ld = Layout<NF>::kLdx;
   const int w = threadIdx.x / 32;
@@ -132,12 +138,12 @@ __device__ __forceinline__ void warp_logits(const float* As, const float* Cs, fl
 #pragma unroll
   for (int k0 = 0; k0 < NF * 16; k0 += 8) {
     FragA a_hi, a_lo;
-    load_split(a_hi, a_lo, As + w * 16 * ld + k0, ld);
+    load_split<kCompensated>(a_hi, a_lo, As + w * 16 * ld + k0, ld);
 #pragma unroll
     for (int j = 0; j < kTile / 16; ++j) {
       FragBT c_hi, c_lo;  // C^T: column n of it is row n of the candidate tile
-      load_split(c_hi, c_lo, Cs + j * 16 * ld + k0, ld);
-      mma3(acc[j], a_hi, a_lo, c_hi, c_lo);
+      load_split<kCompensated>(c_hi, c_lo, Cs + j * 16 * ld + k0, ld);
+      mma_accumulate<kCompensated>(acc[j], a_hi, a_lo, c_hi, c_lo);
     }
   }
 #pragma unroll
@@ -184,7 +190,7 @@ __device__ __forceinline__ void split_range(int64_t count, int64_t splits, int64
 
 // Block (anchor tile x, split y): running (max, sum of exp2(logit - max)) of its rows over the
 // split's candidate tiles into part_max / part_sum [splits, B].
-template <int NF>
+template <int NF, bool kCompensated>
 __global__ void __launch_bounds__(kThreads)
 forward_kernel(const float* __restrict__ as, const float* __restrict__ c, int64_t B, int64_t M,
                int64_t d, float* __restrict__ part_max, float* __restrict__ part_sum) {
@@ -208,7 +214,7 @@ forward_kernel(const float* __restrict__ as, const float* __restrict__ c, int64_
     __syncthreads();  // As staged; the previous tile's Cs no longer read
     stage_rows<NF>(c, M, d, col0, Cs);
     __syncthreads();
-    warp_logits<NF>(As, Cs, Sw);
+    warp_logits<NF, kCompensated>(As, Cs, Sw);
     __syncwarp();
     float v[kTile / 2];
     float tile_max = kNegInf;
@@ -238,7 +244,7 @@ forward_kernel(const float* __restrict__ as, const float* __restrict__ c, int64_
 
 // Block (anchor tile x, split y): sum over the split's candidates of p_kj c_j for its rows into
 // dst + y * B * d.
-template <int NF>
+template <int NF, bool kCompensated>
 __global__ void __launch_bounds__(kThreads)
 grad_a_kernel(const float* __restrict__ as, const float* __restrict__ c,
               const float* __restrict__ lse2, const float* __restrict__ coef, int64_t B,
@@ -267,11 +273,11 @@ grad_a_kernel(const float* __restrict__ as, const float* __restrict__ c,
     __syncthreads();
     stage_rows<NF>(c, M, d, col0, Cs);
     __syncthreads();
-    warp_logits<NF>(As, Cs, Sw);
+    warp_logits<NF, kCompensated>(As, Cs, Sw);
     __syncwarp();
     logits_to_weights<NF>(Sw, row_ok, shift, factor, col0, M);
     __syncwarp();
-    accumulate_tile<NF, FragA>(acc, Sw, 1, Cs);  // k: the tile's candidates
+    accumulate_tile<NF, kCompensated, FragA>(acc, Sw, 1, Cs);  // k: the tile's candidates
     __syncwarp();
   }
   store_rows<NF>(acc, Sw, dst + int64_t(blockIdx.y) * B * d, row0 + w * 16, B, d);
@@ -281,7 +287,7 @@ grad_a_kernel(const float* __restrict__ as, const float* __restrict__ c,
 // Block (candidate tile x, split y): sum over the split's anchors of p_kj as_k for its
 // candidates into dst + y * M * d. The logits are formed exactly as in the other two kernels
 // (anchor rows per warp); after a block barrier, warp w takes candidates 16w..16w+15.
-template <int NF>
+template <int NF, bool kCompensated>
 __global__ void __launch_bounds__(kThreads)
 grad_c_kernel(const float* __restrict__ as, const float* __restrict__ c,
               const float* __restrict__ lse2, const float* __restrict__ coef, int64_t B,
@@ -307,14 +313,14 @@ grad_c_kernel(const float* __restrict__ as, const float* __restrict__ c,
     __syncthreads();  // Cs staged; the previous tile's As and Ps no longer read
     stage_rows<NF>(as, B, d, row0, As);
     __syncthreads();
-    warp_logits<NF>(As, Cs, Sw);
+    warp_logits<NF, kCompensated>(As, Cs, Sw);
     __syncwarp();
     const int64_t row = row0 + w * 16 + r;
     const bool row_ok = row < B;
     logits_to_weights<NF>(Sw, row_ok, row_ok ? lse2[row] : 0.f, row_ok ? coef[row] : 0.f, col0, M);
     __syncthreads();  // every warp's rows of p in place
     // k: the tile's anchors; p^T's rows are this warp's candidates
-    accumulate_tile<NF, FragAT>(acc, Ps + w * 16, ldp, As);
+    accumulate_tile<NF, kCompensated, FragAT>(acc, Ps + w * 16, ldp, As);
   }
   __syncthreads();  // Ps is reused as the output scratch
   store_rows<NF>(acc, Sw, dst + int64_t(blockIdx.y) * M * d, col0 + w * 16, M, d);
@@ -328,16 +334,28 @@ inline int feature_fragments(int64_t d) {
   return 0;
 }
 
-// Calls f(std::integral_constant<int, NF>{}) for nf in {1, 2, 4, 8}.
+// Calls f(std::integral_constant<int, NF>{}, std::bool_constant<kCompensated>{}) for nf in
+// {1, 2, 4, 8}.
 template <typename F>
-void dispatch_fragments(int nf, F&& f) {
+void dispatch_kernels(int nf, bool compensated, F&& f) {
+  const auto with_precision = [&](auto nf_constant) {
+    if (compensated)
+      f(nf_constant, std::true_type{});
+    else
+      f(nf_constant, std::false_type{});
+  };
   switch (nf) {
-    case 1: f(std::integral_constant<int, 1>{}); break;
-    case 2: f(std::integral_constant<int, 2>{}); break;
-    case 4: f(std::integral_constant<int, 4>{}); break;
-    default: f(std::integral_constant<int, 8>{}); break;
+    case 1: with_precision(std::integral_constant<int, 1>{}); break;
+    case 2: with_precision(std::integral_constant<int, 2>{}); break;
+    case 4: with_precision(std::integral_constant<int, 4>{}); break;
+    default: with_precision(std::integral_constant<int, 8>{}); break;
   }
 }
+
+// 3xTF32 unless the user allowed TF32 matmuls (torch.backends.cuda.matmul.allow_tf32): the
+// forward and the backward read the switch when they run, so flipping it between them makes the
+// backward's softmax weights sum to 1 only to TF32 accuracy.
+inline bool compensated_products() { return !at::globalContext().allowTF32CuBLAS(); }
 
 // Allows `kernel` the dynamic shared memory it needs beyond the default 48 KB.
 template <typename Kernel>

@@ -55,6 +55,10 @@ def infonce(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, temperature: floa
 
     Extra memory is O((B + M) d) whatever M is; any finite input gives a finite result (the
     log-sum-exp is taken with a running maximum).
+
+    Precision: float32 on CUDA (sm_80+, d <= 128) runs on the tensor cores with float32 accuracy
+    (three TF32 products per product, "3xTF32"), or with one TF32 product, like torch's matmuls,
+    when `torch.backends.cuda.matmul.allow_tf32` is True when the forward or backward runs.
     """
     require()
     check_infonce_args(a, b, c, temperature)

@@ -84,6 +84,37 @@ def test_matches_spec(device, dtype, shape):
     assert_all_close(fused, spec, dtype, 0.2)
 
 
+def _tensor_core_gpu():
+    return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
+
+
+@pytest.mark.skipif(not _tensor_core_gpu(), reason="TF32 products need an sm_80+ GPU")
+@pytest.mark.parametrize("shape", [(64, 1000, 32), (130, 513, 64), (65, 129, 17)],
+                         ids=lambda s: "B{}-M{}-d{}".format(*s))
+def test_allow_tf32_switches_the_tensor_cores_to_single_tf32_products(shape):
+    """Under torch.backends.cuda.matmul.allow_tf32 the float32 kernels take one TF32 product where
+    they otherwise take three (3xTF32). Unit rows, t = 0.2: a TF32 operand carries a relative
+    error up to 2^-11, so a logit is off by at most about 2 * 2^-11 / t = 5e-3, and so is the
+    log-sum-exp. Being measurably less accurate than the default shows the switch took effect."""
+    B, M, d = shape
+    a, b, c = (unit_rows(n, d, "cuda", torch.float32, seed) for n, seed in ((B, 1), (B, 2), (M, 3)))
+    fused_3x, spec = fused_and_spec(a, b, c, 0.2)
+    saved = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        fused_tf32, _ = fused_and_spec(a, b, c, 0.2)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = saved
+    loss_error = (fused_tf32[0].double() - spec[0]).abs().max().item()
+    loss_error_3x = (fused_3x[0].double() - spec[0]).abs().max().item()
+    assert loss_error < 1e-2
+    assert loss_error > max(1e-6, 10 * loss_error_3x), (loss_error, loss_error_3x)
+    g_max = float(upstream(B, "cpu", torch.float64).abs().max())
+    for got, want in zip(fused_tf32[1:], spec[1:]):
+        # a gradient row is |g| / t times a difference of softmax-weighted unit vectors
+        torch.testing.assert_close(got.double(), want, rtol=0, atol=2e-2 * g_max / 0.2)
+
+
 def test_reference_is_the_spec(device):
     a, b, c = unit_rows(7, 5, device, seed=1), unit_rows(7, 5, device, seed=2), unit_rows(11, 5, device, seed=3)
     assert_close(reference.infonce(a, b, c, 0.3), spec_infonce(a, b, c, 0.3).float())
