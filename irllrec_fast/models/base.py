@@ -84,14 +84,20 @@ class Recommender(nn.Module):
         user, item = self._prediction_cache
         return user[users] @ item.T
 
-    def train(self, mode: bool = True):
+    def drop_caches(self) -> None:
+        """Forgets what is derived from the parameters and kept between calls. Runs on train() /
+        eval(), load_state_dict() and moves (.to(), .double(), ...); subclasses that keep more
+        extend it."""
         self._prediction_cache = None
+
+    def train(self, mode: bool = True):
+        self.drop_caches()
         return super().train(mode)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        self._prediction_cache = None
+        self.drop_caches()
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def _apply(self, fn, recurse=True):
-        self._prediction_cache = None
+        self.drop_caches()
         return super()._apply(fn, recurse)

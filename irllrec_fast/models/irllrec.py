@@ -347,15 +347,8 @@ class IRLLRec(Recommender):
                  "itm": terms["itm"]}
         return sum(parts.values()), parts
 
-    # ------------------------------------------------------------------ teacher cache upkeep
-    def train(self, mode: bool = True):
+    def drop_caches(self) -> None:
+        """Also forgets the teacher's pre-activation: every epoch (train()) starts from the direct
+        product, so a resumed run repeats an uninterrupted one."""
+        super().drop_caches()
         self._teacher_hidden = None
-        return super().train(mode)
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        self._teacher_hidden = None
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
-    def _apply(self, fn, recurse=True):
-        self._teacher_hidden = None
-        return super()._apply(fn, recurse)
