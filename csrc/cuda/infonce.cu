@@ -487,18 +487,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> infonce_backward(
       constexpr int NF = decltype(nf)::value;
       constexpr bool kCompensated = decltype(comp)::value;
       const size_t bytes = tensor_core::Layout<NF>::kBytes;
-      const auto grad_a_kernel = tensor_core::grad_a_kernel<NF, kCompensated>;
-      tensor_core::allow_shared(grad_a_kernel, bytes);
-      grad_a_kernel<<<dim3(tiles(B), a_splits), tensor_core::kThreads, bytes, stream>>>(
-          a_scaled.data_ptr<float>(), c_c.data_ptr<float>(), lse2.data_ptr<float>(),
-          coef.data_ptr<float>(), B, M, d, ga_part.data_ptr<float>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      const auto grad_c_kernel = tensor_core::grad_c_kernel<NF, kCompensated>;
-      tensor_core::allow_shared(grad_c_kernel, bytes);
-      grad_c_kernel<<<dim3(tiles(M), c_splits), tensor_core::kThreads, bytes, stream>>>(
-          a_scaled.data_ptr<float>(), c_c.data_ptr<float>(), lse2.data_ptr<float>(),
-          coef.data_ptr<float>(), B, M, d, gc_part.data_ptr<float>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      // both gradient kernels take the same inputs; they differ in grid and destination
+      const auto launch = [&](auto kernel, dim3 grid, at::Tensor& dst) {
+        tensor_core::allow_shared(kernel, bytes);
+        kernel<<<grid, tensor_core::kThreads, bytes, stream>>>(
+            a_scaled.data_ptr<float>(), c_c.data_ptr<float>(), lse2.data_ptr<float>(),
+            coef.data_ptr<float>(), B, M, d, dst.data_ptr<float>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      };
+      launch(tensor_core::grad_a_kernel<NF, kCompensated>, dim3(tiles(B), a_splits), ga_part);
+      launch(tensor_core::grad_c_kernel<NF, kCompensated>, dim3(tiles(M), c_splits), gc_part);
     });
   }
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "irllrec_fast::infonce_backward (CUDA)", [&] {
