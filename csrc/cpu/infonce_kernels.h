@@ -69,36 +69,16 @@ inline vec_t<float> clamp_below(vec_t<float> x, vec_t<float> lo) {
 #endif
 }
 
-// 2^x per lane for x <= 0. The logits are kept in base 2 (the anchors are scaled by log2(e) / tau
-// beforehand), so that the range reduction is three additions instead of two fused
-// multiply-adds, which leaves the multiply units to the polynomial. Every argument is a logit
-// minus its row's maximum or its log-sum-exp.
-// float: 2^n * p(r) with n = round(x), r = x - n (exact), p a degree-5 polynomial fitted to 2^r
-// on [-1/2, 1/2] for the least maximum relative error (9e-8; 2.4e-7 with float rounding), in
-// Estrin's order, which shortens the dependency chain. Below -126 (where 2^x leaves the normal
-// floats) the argument is clamped, so the result is about 1e-38 instead of 0: invisible next to
-// the row's largest term, 2^0 = 1. NaN stays NaN. The rounding adds and subtracts 1.5 * 2^23,
-// which also leaves n in the low bits of the sum, so no float -> int conversion is needed.
+// 2^x per lane for x <= 0 (exp2_polynomial.h). The logits are kept in base 2 (the anchors are
+// scaled by log2(e) / tau beforehand); every argument is a logit minus its row's maximum or its
+// log-sum-exp. Below -126 the argument is clamped, so the result is about 1e-38 instead of 0:
+// invisible next to the row's largest term, 2^0 = 1. NaN stays NaN.
 // double (gradcheck, tests): std::exp2 per lane.
+#include "exp2_polynomial.h"
+
 inline vec_t<float> vexp2(vec_t<float> x) {
-  using V = vec_t<float>;
-  using I = typename Vec<float>::bits;
-  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
-  x = clamp_below(x, splat(-126.0f));
-  const V t = x + kMagic;
-  const V r = x - (t - kMagic);
-  const V r2 = r * r;
-  const V p01 = r * 0.693146978f + 1.0f;
-  const V p23 = r * 0.0555073375f + 0.240222421f;
-  const V p45 = r * 0.00132647271f + 0.00967151286f;
-  const V p = (p01 + r2 * p23) + (r2 * r2) * p45;
-  I t_bits;
-  std::memcpy(&t_bits, &t, sizeof(t));
-  // t's bits are 0x4B400000 + n; 2^n has the bits (n + 127) << 23
-  const I e = (t_bits - (0x4B400000 - 127)) << 23;
-  V scale;
-  std::memcpy(&scale, &e, sizeof(e));
-  return p * scale;
+  return exp2_of_clamped<vec_t<float>, typename Vec<float>::bits>(
+      clamp_below(x, splat(-126.0f)));
 }
 
 inline vec_t<double> vexp2(vec_t<double> x) {

@@ -120,29 +120,19 @@ void small_product(int64_t M, const scalar_t* A, const scalar_t* A2, int64_t sa,
   }
 }
 
-// exp of 8 floats, relative error about 2 ulp: exp(x) = 2^n exp(x - n ln 2) with
-// |x - n ln 2| <= ln 2 / 2 and a degree-6 polynomial (Cephes' expf). 2^n is built from its bits;
-// below -88 the result is exactly 0, above 2^128 it is inf, NaN stays NaN.
+#include "exp2_polynomial.h"
+
+// exp of 8 floats for x <= 0, as 2^(x log2(e)) (exp2_polynomial.h). The logits stay in natural
+// units, so that a row's largest logit minus its log-sum-exp is exactly 0 (or nearly) as it was
+// computed, whatever its size: base-2 logits with a natural lse would lose that at large logits.
+// The product x log2(e) adds a relative error of 6e-8 * |x|, which matters only for terms far
+// below the row's largest. Below 2^-126 (x < -87.3) the result is 2^-126 instead of 0, invisible
+// next to the row's largest term, 1; NaN stays NaN (NaN < -126 is false).
 inline Vec<float>::type exp_vec(Vec<float>::type x) {
-  using vec = Vec<float>::type;
-  using ivec = Vec<float>::index_type;
-  x = Vec<float>::select(x < -88.0f, vec{} - 88.0f, x);
-  // round to nearest without a call: adding 1.5 * 2^23 pushes the fraction bits out
-  const vec n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  vec r = x - n * 0.693359375f;  // ln 2 split in two for an exact first step
-  r = r - n * -2.12194440e-4f;
-  vec p = vec{} + 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  ivec e = __builtin_convertvector(n, ivec);
-  const ivec over = e > 128;
-  e = (over & 128) | (~over & e);
-  e = (e + 127) << 23;
-  return p * (vec)e;  // same-size vector cast: the bits as floats
+  using V = Vec<float>;
+  x = x * 1.44269504088896341f;
+  x = V::select(x < -126.0f, V::broadcast(-126.0f), x);
+  return exp2_of_clamped<V::type, V::index_type>(x);
 }
 
 inline Vec<double>::type exp_vec(Vec<double>::type x) {
