@@ -13,6 +13,9 @@
 // and the per-row <P, g w> saved by the row kernel) and accumulates the chunk's [d, 32] share in
 // shared memory, owned entry by entry by its threads. The chunks' partials are added in chunk
 // order by a third kernel. No atomics: the same inputs give bitwise the same gradients.
+//
+// For K <= 128 and d <= 64 (the model's shapes) the register-tiled kernels of
+// intent_assign_tiles.cuh run instead: four rows per warp, and a backward in one kernel.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -25,6 +28,7 @@
 #include <tuple>
 
 #include "../checks.h"
+#include "intent_assign_tiles.cuh"
 #include "launch_utils.cuh"
 
 namespace irllrec_fast {
@@ -36,25 +40,6 @@ constexpr int kThreads = kWarps * kWarpSize;
 constexpr int kMaxK = 512;
 constexpr int kSliceK = 32;  // prototypes per block of the grad_w kernel
 constexpr int kDefaultSmem = 48 * 1024;
-
-template <typename T>
-__device__ __forceinline__ T warp_sum(T v) {
-#pragma unroll
-  for (int off = kWarpSize / 2; off > 0; off >>= 1) v += __shfl_xor_sync(kFullMask, v, off);
-  return v;
-}
-
-template <typename T>
-__device__ __forceinline__ T warp_max(T v) {
-#pragma unroll
-  for (int off = kWarpSize / 2; off > 0; off >>= 1) v = max(v, __shfl_xor_sync(kFullMask, v, off));
-  return v;
-}
-
-__device__ __forceinline__ float exp_of(float x) { return expf(x); }
-__device__ __forceinline__ double exp_of(double x) { return exp(x); }
-__device__ __forceinline__ float log_of(float x) { return logf(x); }
-__device__ __forceinline__ double log_of(double x) { return log(x); }
 
 // Where the row kernels read w: shared memory with an odd row stride, or global memory.
 template <typename scalar_t>
@@ -307,6 +292,9 @@ void dispatch_k_per_lane(int64_t K, F&& f) {
   else f(std::integral_constant<int, 16>{});
 }
 
+// w's row stride in shared memory: odd, so that lanes reading one column across rows hit 32 banks.
+int64_t odd_stride(int64_t K) { return K % 2 == 1 ? K : K + 1; }
+
 int max_shared_bytes(int device) {
   int bytes = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
@@ -320,7 +308,7 @@ std::tuple<int64_t, bool, int64_t> row_kernel_smem(Kernel kernel, int64_t d, int
                                                    int rows, int device) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t scratch = kWarps * warp_scratch_bytes<scalar_t, acc_t>(d, K, rows);
-  const int64_t stride = K % 2 == 1 ? K : K + 1;
+  const int64_t stride = odd_stride(K);
   const int64_t w_bytes = (d * stride * int64_t(sizeof(scalar_t)) + 15) / 16 * 16;
   const int64_t limit = max_shared_bytes(device);
   const bool w_shared = w_bytes + scratch <= limit;
@@ -337,6 +325,102 @@ int64_t row_blocks(int64_t n, int device) {
   return std::max<int64_t>(1, std::min<int64_t>((n + kWarps - 1) / kWarps, int64_t(num_sms(device)) * 8));
 }
 
+// grad_w = the sum of partial [chunks, d, padded_K] over chunks, in chunk order.
+template <typename scalar_t>
+void reduce_partials(const at::Tensor& partial, at::Tensor& grad_w, int64_t chunks, int64_t d,
+                     int64_t K, int64_t padded_K, cudaStream_t stream) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr int kReduceThreads = 256;
+  intent_assign_reduce_kernel<scalar_t>
+      <<<unsigned((d * K + kReduceThreads - 1) / kReduceThreads), kReduceThreads, 0, stream>>>(
+          partial.data_ptr<acc_t>(), grad_w.data_ptr<scalar_t>(), chunks, d, K, padded_K);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// The tiled kernels (intent_assign_tiles.cuh) serve K <= 128 and d <= 64 when their shared
+// memory fits the device; the row kernels serve the rest.
+bool tiles_serve(int64_t d, int64_t K) { return K <= kTileMaxK && d <= kTileMaxD; }
+
+template <typename F>
+void dispatch_tile_k_per_lane(int64_t K, F&& f) {
+  if (K <= 32) f(std::integral_constant<int, 1>{});
+  else if (K <= 64) f(std::integral_constant<int, 2>{});
+  else f(std::integral_constant<int, 4>{});
+}
+
+// Raises `kernel`'s dynamic shared memory limit to `bytes` when above the default; false when the
+// device cannot give that much.
+template <typename Kernel>
+bool reserve_shared(Kernel kernel, int64_t bytes, int device) {
+  if (bytes > max_shared_bytes(device)) return false;
+  if (bytes > kDefaultSmem)
+    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        int(bytes)));
+  return true;
+}
+
+// Returns false (nothing launched) when the tiled kernels do not serve these shapes.
+template <typename scalar_t>
+bool forward_tiles(const at::Tensor& e, const at::Tensor& w, at::Tensor& out, at::Tensor& lse,
+                   int device, cudaStream_t stream) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t n = e.size(0), d = e.size(1), K = w.size(1), stride = odd_stride(K);
+  if (!tiles_serve(d, K)) return false;
+  bool launched = false;
+  dispatch_tile_k_per_lane(K, [&](auto kpl) {
+    constexpr int KPL = decltype(kpl)::value;
+    const auto kernel = intent_assign_forward_tile_kernel<scalar_t, KPL>;
+    const int64_t bytes = tile_w_bytes<scalar_t>(d, stride) +
+                          kTileWarps * tile_slice_bytes<acc_t>(d, KPL * kWarpSize, 1, 1);
+    if (!reserve_shared(kernel, bytes, device)) return;
+    const int64_t blocks = std::clamp<int64_t>((n + kTileRows - 1) / kTileRows, 1,
+                                               int64_t(num_sms(device)) * 4);
+    kernel<<<unsigned(blocks), kTileThreads, bytes, stream>>>(
+        e.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+        lse.data_ptr<scalar_t>(), n, d, K, stride);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    launched = true;
+  });
+  return launched;
+}
+
+template <typename scalar_t>
+bool backward_tiles(const at::Tensor& grad, const at::Tensor& e, const at::Tensor& w,
+                    const at::Tensor& lse, at::Tensor& grad_e, at::Tensor& grad_w, int device,
+                    cudaStream_t stream) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t n = e.size(0), d = e.size(1), K = w.size(1), stride = odd_stride(K);
+  if (!tiles_serve(d, K)) return false;
+  bool launched = false;
+  dispatch_tile_k_per_lane(K, [&](auto kpl) {
+    constexpr int KPL = decltype(kpl)::value;
+    constexpr int64_t kPaddedK = KPL * kWarpSize;
+    const auto launch = [&](auto jpt) {
+      constexpr int JPT = decltype(jpt)::value;
+      const auto kernel = intent_assign_backward_tile_kernel<scalar_t, KPL, JPT>;
+      const int64_t bytes = tile_w_bytes<scalar_t>(d, stride) +
+                            kTileWarps * tile_slice_bytes<acc_t>(d, kPaddedK, 2, 2);
+      if (!reserve_shared(kernel, bytes, device)) return;
+      // a fixed number of blocks per device, so that the partials (and their sum) do not depend
+      // on timing
+      const int64_t blocks = std::clamp<int64_t>((n + kTileRows - 1) / kTileRows, 1,
+                                                 int64_t(num_sms(device)) * 2);
+      auto partial =
+          at::empty({blocks, d, kPaddedK}, e.options().dtype(at::toOpMathType(e.scalar_type())));
+      kernel<<<unsigned(blocks), kTileThreads, bytes, stream>>>(
+          grad.data_ptr<scalar_t>(), e.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
+          lse.data_ptr<scalar_t>(), grad_e.data_ptr<scalar_t>(), partial.data_ptr<acc_t>(), n, d,
+          K, stride);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      reduce_partials<scalar_t>(partial, grad_w, blocks, d, K, kPaddedK, stream);
+      launched = true;
+    };
+    if (d <= 32) launch(std::integral_constant<int, 4>{});
+    else launch(std::integral_constant<int, 8>{});
+  });
+  return launched;
+}
+
 std::tuple<at::Tensor, at::Tensor> intent_assign(const at::Tensor& e, const at::Tensor& w) {
   check_inputs(e, w);
   const c10::cuda::CUDAGuard guard(e.device());
@@ -350,6 +434,7 @@ std::tuple<at::Tensor, at::Tensor> intent_assign(const at::Tensor& e, const at::
   const int device = e.get_device();
   const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(e.scalar_type(), "irllrec_fast::intent_assign (CUDA)", [&] {
+    if (forward_tiles<scalar_t>(e_c, w_c, out, lse, device, stream)) return;
     dispatch_k_per_lane(K, [&](auto kpl) {
       constexpr int KPL = decltype(kpl)::value;
       const auto kernel = intent_assign_forward_kernel<scalar_t, KPL>;
@@ -390,18 +475,18 @@ std::tuple<at::Tensor, at::Tensor> intent_assign_backward(const at::Tensor& grad
   if (n == 0 || d == 0) return {grad_e, grad_w};
   const int device = e.get_device();
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  const auto acc_type = at::toOpMathType(e.scalar_type());
-  auto row_dot = at::empty({n}, e.options().dtype(acc_type));
-
-  const int64_t slices = (K + kSliceK - 1) / kSliceK;
-  const int64_t padded_K = slices * kSliceK;
-  const int64_t chunks = std::max<int64_t>(
-      1, std::min<int64_t>((n + 63) / 64, (int64_t(num_sms(device)) * 4 + slices - 1) / slices));
-  const int64_t rows_per_chunk = (n + chunks - 1) / chunks;
-  auto partial = at::empty({chunks, d, padded_K}, e.options().dtype(acc_type));
-
   AT_DISPATCH_FLOATING_TYPES(e.scalar_type(), "irllrec_fast::intent_assign_backward (CUDA)", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    if (backward_tiles<scalar_t>(g_c, e_c, w_c, lse_c, grad_e, grad_w, device, stream)) return;
+    const auto acc_type = at::toOpMathType(e.scalar_type());
+    auto row_dot = at::empty({n}, e.options().dtype(acc_type));
+    const int64_t slices = (K + kSliceK - 1) / kSliceK;
+    const int64_t padded_K = slices * kSliceK;
+    const int64_t chunks = std::max<int64_t>(
+        1, std::min<int64_t>((n + 63) / 64, (int64_t(num_sms(device)) * 4 + slices - 1) / slices));
+    const int64_t rows_per_chunk = (n + chunks - 1) / chunks;
+    auto partial = at::empty({chunks, d, padded_K}, e.options().dtype(acc_type));
+
     dispatch_k_per_lane(K, [&](auto kpl) {
       constexpr int KPL = decltype(kpl)::value;
       const auto kernel = intent_assign_backward_rows_kernel<scalar_t, KPL>;
@@ -427,11 +512,7 @@ std::tuple<at::Tensor, at::Tensor> intent_assign_backward(const at::Tensor& grad
         K, rows_per_chunk, padded_K);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
 
-    constexpr int kReduceThreads = 256;
-    intent_assign_reduce_kernel<scalar_t>
-        <<<unsigned((d * K + kReduceThreads - 1) / kReduceThreads), kReduceThreads, 0, stream>>>(
-            partial.data_ptr<acc_t>(), grad_w.data_ptr<scalar_t>(), chunks, d, K, padded_K);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    reduce_partials<scalar_t>(partial, grad_w, chunks, d, K, padded_K, stream);
   });
   return {grad_e, grad_w};
 }
