@@ -40,7 +40,9 @@ def main() -> int:
                 ops.intent_propagate(graph, r, x).square().sum().backward()
                 ran.append(f"intent_propagate d={d}")
     if hasattr(ops, "intent_assign"):
-        for n, d, k in ((1, 3, 1), (257, 32, 7), (1000, 32, 128), (300, 64, 300)):
+        # K <= 128 and d <= 64 run the tiled kernels (20,000 rows: several 32-row steps per block
+        # of the backward, whose shared slices are rewritten between steps); K = 300 the row ones
+        for n, d, k in ((1, 3, 1), (257, 32, 7), (1000, 32, 128), (20000, 64, 128), (300, 64, 300)):
             e = torch.randn(n, d, device=device, requires_grad=True)
             w = torch.randn(d, k, device=device, requires_grad=True)
             ops.intent_assign(e, w).square().sum().backward()
