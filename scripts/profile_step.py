@@ -72,13 +72,13 @@ def main() -> int:
     print(f"## IRLLRec step, {args.dataset} shapes, {torch.cuda.get_device_name(device)}\n")
     print("| impl | matmul | median ms | peak MB |")
     print("|---|---|---|---|")
-    variants = [("fused", {}), ("torch", {})]
+    variants = [("fused", "fused", {}), ("torch", "torch", {})]  # (label, impl, config)
     if args.bf16:
-        variants.append(("fused, text_mlp_bf16", {"text_mlp_bf16": True}))
+        variants.append(("fused, text_mlp_bf16", "fused", {"text_mlp_bf16": True}))
     for tf32 in (False, True):
         torch.backends.cuda.matmul.allow_tf32 = tf32
-        for label, config in variants:
-            step = make_step(label.split(",")[0], args.dataset, device, **config)
+        for label, impl, config in variants:
+            step = make_step(impl, args.dataset, device, **config)
             torch.cuda.reset_peak_memory_stats()
             ms = time_ms(step)
             peak = torch.cuda.max_memory_allocated() / 2**20

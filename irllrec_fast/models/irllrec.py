@@ -281,13 +281,13 @@ class IRLLRec(Recommender):
         """
         users, pos, neg = batch
         U, B = self.num_users, pos.shape[0]
+        mlp = self._text_mlp if self.impl == "torch" else self._text_mlp_lean
         if self.impl == "torch" or self.profile.device.type != "cpu":
-            text = (self._text_mlp(self.mlp, self.profile) if self.impl == "torch"
-                    else self._text_mlp_lean(self.mlp, self.profile))
+            text = mlp(self.mlp, self.profile)
             return text[:U], text[U:][pos], text[U:][neg]
         items, where = torch.unique(torch.cat([pos, neg]), return_inverse=True)
-        text_user = self._text_mlp_lean(self.mlp, self.profile[:U])
-        text_item = self._text_mlp_lean(self.mlp, self.profile[U + items])
+        text_user = mlp(self.mlp, self.profile[:U])
+        text_item = mlp(self.mlp, self.profile[U + items])
         return text_user, text_item[where[:B]], text_item[where[B:]]
 
     def _contrast_triplet(self, graph_side, text_user, text_pos, text_neg, batch, temperature
