@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from . import _library, ops
+from . import _lean_autograd, _library, ops
 
 _IMPLS = ("fused", "torch")
 
@@ -59,11 +59,14 @@ def cal_bpr_loss(anc_embeds: torch.Tensor, pos_embeds: torch.Tensor,
     return F.softplus(neg_preds - pos_preds).sum()
 
 
-def reg_params(model: torch.nn.Module) -> torch.Tensor:
+def reg_params(model: torch.nn.Module, *, impl: Optional[str] = None) -> torch.Tensor:
     """sum of ||W||^2 over all of model's parameters (frozen ones too, as in the original)."""
     params = list(model.parameters())
     if not params:
         return torch.zeros(())
+    same_kind = len({(p.dtype, p.device) for p in params}) == 1
+    if resolve_impl(impl) == "fused" and same_kind:
+        return _lean_autograd.sum_of_squares(params)
     return sum(p.square().sum() for p in params)
 
 
@@ -78,9 +81,11 @@ def cal_infonce_loss(embeds1: torch.Tensor, embeds2: torch.Tensor, all_embeds2: 
     _check_rows("embeds1", embeds1)
     _check_rows("embeds2", embeds2, embeds1.shape[1])
     _check_rows("all_embeds2", all_embeds2, embeds1.shape[1])
-    a, b = _rlm_normalize(embeds1), _rlm_normalize(embeds2)
-    c = b if all_embeds2 is embeds2 else _rlm_normalize(all_embeds2)
-    if resolve_impl(impl) == "fused":
+    fused = resolve_impl(impl) == "fused"
+    normalize = _lean_autograd.rlm_normalize if fused else _rlm_normalize
+    a, b = normalize(embeds1), normalize(embeds2)
+    c = b if all_embeds2 is embeds2 else normalize(all_embeds2)
+    if fused:
         return ops.infonce(a, b, c, float(temp)).sum()
     nume_term = -(a * b / temp).sum(-1)
     deno_term = torch.log(torch.sum(torch.exp(a @ c.T / temp), dim=-1))
@@ -99,14 +104,15 @@ def ssl_con_loss(x: torch.Tensor, y: torch.Tensor, temp: float = 1.0, *,
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must have the same number of rows, got {x.shape[0]} and "
                          f"{y.shape[0]}")
-    x, y = F.normalize(x), F.normalize(y)
     if resolve_impl(impl) == "torch":
+        x, y = F.normalize(x), F.normalize(y)
         mole = torch.exp(torch.sum(x * y, dim=1) / temp)
         deno = torch.sum(torch.exp(x @ y.T / temp), dim=1)
         return -torch.log(mole / (deno + 1e-8) + 1e-8).mean()
     # rest = -pos + lse per row, with pos = <x_n, y_n>/temp and lse = log sum_m exp(<x_n, y_m>/temp);
     # mole / (deno + 1e-8) = exp(-rest - log1p(1e-8 exp(-lse))), and log1p(1e-8 exp(-lse)) =
     # softplus(log(1e-8) - lse), which neither overflows nor gives inf / inf gradients.
+    x, y = _lean_autograd.unit_rows(x), _lean_autograd.unit_rows(y)
     rest = ops.infonce(x, y, y, float(temp))
     lse = rest + (x * y).sum(1) / temp
     ratio = torch.exp(-rest - F.softplus(math.log(1e-8) - lse))
@@ -146,8 +152,9 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, candidates: Optional[torch.Tensor
     if symmetric and candidates is not None:
         raise ValueError("symmetric=True needs in-batch candidates (candidates=None)")
     impl = resolve_impl(impl)
-    a, b = F.normalize(a), F.normalize(b)
-    c = b if candidates is None else F.normalize(candidates)
+    normalize = _lean_autograd.unit_rows if impl == "fused" else F.normalize
+    a, b = normalize(a), normalize(b)
+    c = b if candidates is None else normalize(candidates)
     _check_rows("candidates", c, a.shape[1])
 
     def one_direction(x, y, cand):

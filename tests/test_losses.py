@@ -82,18 +82,23 @@ def test_cal_bpr_loss(device):
                 value_and_grads(spec_bpr_sum, anc, pos, neg), torch.float64)
 
 
-def test_reg_params_counts_every_parameter(device):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_reg_params_counts_every_parameter(device, impl):
     model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.LeakyReLU(), torch.nn.Linear(4, 3))
     frozen = torch.nn.Linear(3, 2)
     frozen.requires_grad_(False)  # a momentum teacher: counted in the value, no gradient
     model.append(frozen)
     model.to(device, torch.float64)
     expected = sum(float((p.detach().double() ** 2).sum()) for p in model.parameters())
-    value = losses.reg_params(model)
+    value = losses.reg_params(model, impl=impl)
     assert math.isclose(value.detach().item(), expected, rel_tol=1e-12)
+    with torch.no_grad():
+        frozen.weight.mul_(0.5)  # the teacher's momentum update comes before the backward
     value.backward()
-    assert frozen.weight.grad is None
-    assert_close(model[0].weight.grad, 2 * model[0].weight.detach())
+    assert frozen.weight.grad is None and frozen.bias.grad is None
+    for p in model[0].parameters():
+        assert_close(p.grad, 2 * p.detach())
+    assert_close(model[2].bias.grad, 2 * model[2].bias.detach())
 
 
 @pytest.mark.parametrize("impl", IMPLS)

@@ -234,8 +234,9 @@ class IRLLRec(Recommender):
     @torch.no_grad()
     def _momentum_update(self) -> None:
         m = self.config.momentum
-        for p, p_m in zip(self.int_mlp.parameters(), self.int_mlp_m.parameters()):
-            p_m.copy_(p_m * m + p * (1.0 - m))
+        teacher = list(self.int_mlp_m.parameters())
+        torch._foreach_mul_(teacher, m)  # one multi-tensor kernel per line on a GPU
+        torch._foreach_add_(teacher, list(self.int_mlp.parameters()), alpha=1.0 - m)
 
     def _teacher_key(self) -> tuple:
         """Changes whenever the teacher's first layer or the intent text is replaced or edited in
@@ -323,7 +324,7 @@ class IRLLRec(Recommender):
         anc, pos_e, neg_e = user[users], item[pos], item[neg]
 
         bpr = losses.cal_bpr_loss(anc, pos_e, neg_e) / B
-        reg = cfg.reg_weight * losses.reg_params(self)
+        reg = cfg.reg_weight * losses.reg_params(self, impl=self._loss_impl)
         profile = self._contrast_triplet(final, *self._profile_text(batch), batch,
                                          cfg.kd_temperature)
         profile = profile / B * cfg.kd_weight

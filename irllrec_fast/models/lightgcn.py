@@ -99,5 +99,5 @@ class LightGCN(Recommender):
         final, _ = self.propagate(self.config.keep_rate)
         user, item = final[:self.num_users], final[self.num_users:]
         bpr = losses.cal_bpr_loss(user[users], item[pos], item[neg]) / users.shape[0]
-        reg = self.config.reg_weight * losses.reg_params(self)
+        reg = self.config.reg_weight * losses.reg_params(self, impl=self.impl)
         return bpr + reg, {"bpr": bpr, "reg": reg}
