@@ -7,7 +7,8 @@ original semantics. Each takes `impl="fused" | "torch"`:
 - "torch" is the literal formula of the original code (it materialises the B x M similarity
   matrix, and like the original its plain exp-sum can overflow for very small temperatures);
 - "fused" (the default when the compiled operators are loaded) runs `ops.infonce`, which never
-  materialises B x M and computes the log-sum-exp stably.
+  materialises B x M and computes the log-sum-exp stably; its row normalisations and
+  `reg_params` have hand-written backwards (`_lean_autograd`: the same values in fewer kernels).
 
 Shapes: B rows of anchors/positives, M candidates, d features.
 """

@@ -32,6 +32,7 @@ from .evaluation import evaluate
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 CHECKPOINT_VERSION = 1
+HOST_LOOK_EVERY = 25  # steps between reads of the losses on an accelerator (see train_epoch)
 
 
 class CheckpointError(RuntimeError):
@@ -81,6 +82,10 @@ class Trainer:
         self.log = log or (lambda line: None)
         self.run_info = dict(run_info or {})
         self.device = next(model.parameters()).device
+        # reading the losses (and checking them for NaN / inf) waits for the device: free on a
+        # CPU, but on a GPU it drains the queue of launched kernels, so there it happens only
+        # every HOST_LOOK_EVERY steps
+        self.host_look_every = 1 if self.device.type == "cpu" else HOST_LOOK_EVERY
         trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=config.lr,
                                           weight_decay=config.weight_decay)
@@ -97,6 +102,8 @@ class Trainer:
         """One pass over the sampled triples; returns the mean of each loss part."""
         self.model.train()
         sums: Dict[str, float] = {}
+        unread = []  # per step since the last look: [loss, *parts] on the device
+        look_every = self.host_look_every
         steps = 0
         bar = None
         if self.progress:
@@ -105,23 +112,39 @@ class Trainer:
             # disable=None: no bar when stderr is not a terminal (logs, CI)
             bar = tqdm(total=len(self.sampler), desc=f"epoch {epoch}", leave=False,
                        dynamic_ncols=True, disable=None)
+
+        def look(names) -> None:
+            """Adds the unread steps to the sums, in step order; stops at a non-finite loss."""
+            rows = torch.stack(unread).double().cpu().tolist()
+            first = steps - len(unread)
+            unread.clear()
+            for offset, row in enumerate(rows):
+                if not math.isfinite(row[0]):
+                    raise FloatingPointError(
+                        f"loss became {row[0]} at epoch {epoch}, step {first + offset}: "
+                        + self._fmt(dict(zip(names[1:], row[1:]))))
+                for name, value in zip(names, row):
+                    sums[name] = sums.get(name, 0.0) + value
+            if bar is not None:
+                bar.set_postfix_str(self._fmt({k: v / steps for k, v in sums.items()}),
+                                    refresh=False)
+
+        names = ()
         try:
             for batch in self.sampler.epoch(self.device):
                 self.optimizer.zero_grad(set_to_none=True)
                 loss, parts = self.model.calculate_loss(batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}, "
-                                             f"step {steps}: {self._fmt(parts)}")
+                names = ("loss", *parts)
+                unread.append(torch.stack([loss.detach(), *(v.detach() for v in parts.values())]))
+                steps += 1
+                if steps % look_every == 0:
+                    look(names)  # before the backward: on a CPU no NaN step updates weights
                 loss.backward()
                 self.optimizer.step()
-                steps += 1
-                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-                for name, value in parts.items():
-                    sums[name] = sums.get(name, 0.0) + float(value.detach())
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix_str(self._fmt({k: v / steps for k, v in sums.items()}),
-                                        refresh=False)
+            if unread:
+                look(names)
         finally:
             if bar is not None:
                 bar.close()

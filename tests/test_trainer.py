@@ -1,5 +1,6 @@
 """The training protocol, checkpoints, resume and interrupts."""
 import json
+import math
 
 import pytest
 import torch
@@ -127,3 +128,39 @@ def test_resume_refuses_a_foreign_or_missing_checkpoint(data, tmp_path):
     (tmp_path / CHECKPOINT).write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="cannot load it"):
         make_trainer(data, out=tmp_path).fit(resume=True)
+
+
+@pytest.mark.parametrize("look_every", [1, 4])
+def test_a_non_finite_loss_names_its_step(data, monkeypatch, look_every):
+    trainer = make_trainer(data)
+    trainer.host_look_every = look_every  # 1 on a CPU; an accelerator reads every few steps
+    calculate_loss, calls = trainer.model.calculate_loss, []
+
+    def nan_at_step_4(batch):
+        loss, parts = calculate_loss(batch)
+        calls.append(1)
+        if len(calls) == 5:
+            loss, parts = loss * math.nan, {**parts, "bpr": parts["bpr"] * math.nan}
+        return loss, parts
+
+    monkeypatch.setattr(trainer.model, "calculate_loss", nan_at_step_4)
+    with pytest.raises(FloatingPointError, match=r"loss became nan at epoch 0, step 4: .*bpr=nan"):
+        trainer.fit()
+    finite = all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert finite == (look_every == 1)  # read before the backward only when every step is read
+
+
+def test_reading_the_losses_every_few_steps_changes_nothing(data):
+    runs = []
+    for look_every in (1, 4):  # 4 does not divide the number of steps per epoch
+        trainer = make_trainer(data, epochs=2)
+        trainer.host_look_every = look_every
+        assert len(trainer.sampler) % 4 != 0
+        trainer.fit()
+        runs.append((trainer.history["epochs"], list(trainer.model.parameters())))
+    (history_1, params_1), (history_4, params_4) = runs
+    for e1, e4 in zip(history_1, history_4):
+        assert {k: v for k, v in e1.items() if k != "seconds"} == \
+            {k: v for k, v in e4.items() if k != "seconds"}
+    for p1, p4 in zip(params_1, params_4):
+        assert torch.equal(p1, p4)

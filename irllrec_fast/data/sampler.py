@@ -76,13 +76,13 @@ class BPRSampler:
         """The shuffled triples of one epoch in batches (negatives drawn when called)."""
         neg = self.sample_negatives()
         order = self.rng.permutation(self.num_interactions)
-        users = torch.from_numpy(self.users[order])
-        pos = torch.from_numpy(self.items[order])
-        neg = torch.from_numpy(neg[order])
+        # one copy per epoch, then views: a copy per batch from pageable memory can make the
+        # host wait for a GPU's queue
+        users, pos, neg = (torch.from_numpy(a[order]).to(device)
+                           for a in (self.users, self.items, neg))
         for start in range(0, self.num_interactions, self.batch_size):
             end = start + self.batch_size
-            batch = Batch(users[start:end], pos[start:end], neg[start:end])
-            yield batch if device is None else batch.to(device)
+            yield Batch(users[start:end], pos[start:end], neg[start:end])
 
     def state_dict(self) -> dict:
         return {"bit_generator": self.rng.bit_generator.state}
