@@ -17,9 +17,9 @@ export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16
 PY=${PYTHON:-python3}
 # stages to run (default all but profile): GPU_CHECK_STAGES="tests bench tf32 sanitizer profile";
 # GPU_CHECK_TESTS / GPU_CHECK_BENCH narrow the tests and benchmarks to some files;
-# GPU_CHECK_PROFILE_ARGS is passed to scripts/profile_step.py (e.g. --compile).
+# GPU_CHECK_PROFILE_ARGS is passed to scripts/profile_step.py (e.g. "--compile --bf16 --graph").
 STAGES=${GPU_CHECK_STAGES:-tests bench sanitizer}
-TESTS=${GPU_CHECK_TESTS:-tests/ops tests/test_graph.py tests/test_losses.py}
+TESTS=${GPU_CHECK_TESTS:-tests/ops tests/test_graph.py tests/test_losses.py tests/test_lean_autograd.py}
 BENCH=${GPU_CHECK_BENCH:-benchmarks}
 want() { [[ " $STAGES " == *" $1 "* ]]; }
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # scripts/*.py import the in-place build

@@ -1,7 +1,7 @@
 """Where the time of one IRLLRec training step goes, on a GPU: step times of the fused and torch
 paths (float32, and with TF32 matmuls allowed) and the fused step's kernels by total GPU time.
 
-    python scripts/profile_step.py [--dataset amazon] [--top 25] [--compile] [--bf16]
+    python scripts/profile_step.py [--dataset amazon] [--top 25] [--compile] [--bf16] [--graph]
 
 --compile adds the torch path under torch.compile with TF32 matmuls allowed (the best a user gets
 without this library), timed after its compiling calls.
@@ -23,10 +23,12 @@ import conftest  # noqa: E402,F401  (sets IRLLREC_FAST_SHARED like the benchmark
 from test_bench_train_step import make_model, step_inputs  # noqa: E402
 
 
-def make_step(impl: str, dataset: str, device: torch.device, compile: bool = False, **config):
+def make_step(impl: str, dataset: str, device: torch.device, compile: bool = False,
+              graph: bool = False, **config):
     model = make_model(impl, dataset, device, **config)
     batch = tuple(t.to(device) for t in step_inputs(dataset)[3])
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3,
+                                 capturable=graph)
 
     def total_loss():
         return model.calculate_loss(batch)[0]
@@ -38,7 +40,22 @@ def make_step(impl: str, dataset: str, device: torch.device, compile: bool = Fal
         loss_fn().backward()
         optimizer.step()
 
-    return step
+    return capture(step) if graph else step
+
+
+def capture(step, warmup: int = 3):
+    """The step recorded once as a CUDA graph (after `warmup` eager calls on a side stream, as
+    torch.cuda.graphs asks); returns the graph's replay, which launches it all at once."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def time_ms(step, rounds: int = 20) -> float:
@@ -64,6 +81,9 @@ def main() -> int:
                         help="also time torch.compile of the torch path with TF32 allowed")
     parser.add_argument("--bf16", action="store_true",
                         help="also time the fused step with text_mlp_bf16 (docs/precision.md)")
+    parser.add_argument("--graph", action="store_true",
+                        help="also time the fused step captured as one CUDA graph (launch "
+                             "overhead gone; Adam capturable)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("profile_step.py needs a CUDA device", file=sys.stderr)
@@ -72,13 +92,20 @@ def main() -> int:
     print(f"## IRLLRec step, {args.dataset} shapes, {torch.cuda.get_device_name(device)}\n")
     print("| impl | matmul | median ms | peak MB |")
     print("|---|---|---|---|")
-    variants = [("fused", "fused", {}), ("torch", "torch", {})]  # (label, impl, config)
+    variants = [("fused", "fused", {}), ("torch", "torch", {})]  # (label, impl, make_step args)
     if args.bf16:
         variants.append(("fused, text_mlp_bf16", "fused", {"text_mlp_bf16": True}))
+    if args.graph:
+        variants.append(("fused, CUDA graph", "fused", {"graph": True}))
     for tf32 in (False, True):
         torch.backends.cuda.matmul.allow_tf32 = tf32
         for label, impl, config in variants:
-            step = make_step(impl, args.dataset, device, **config)
+            try:
+                step = make_step(impl, args.dataset, device, **config)
+            except RuntimeError as error:  # a capture that fails must not hide the other rows
+                print(f"| {label} | {'tf32' if tf32 else 'fp32'} | failed: "
+                      f"{str(error).splitlines()[0][:150]} | |", flush=True)
+                continue
             torch.cuda.reset_peak_memory_stats()
             ms = time_ms(step)
             peak = torch.cuda.max_memory_allocated() / 2**20
