@@ -60,15 +60,24 @@ def cal_bpr_loss(anc_embeds: torch.Tensor, pos_embeds: torch.Tensor,
     return F.softplus(neg_preds - pos_preds).sum()
 
 
+def _sum_of_squares(tensors, impl: Optional[str]) -> torch.Tensor:
+    tensors = list(tensors)
+    if not tensors:
+        return torch.zeros(())
+    same_kind = len({(t.dtype, t.device) for t in tensors}) == 1
+    if resolve_impl(impl) == "fused" and same_kind:
+        return _lean_autograd.sum_of_squares(tensors)
+    return sum(t.square().sum() for t in tensors)
+
+
 def reg_params(model: torch.nn.Module, *, impl: Optional[str] = None) -> torch.Tensor:
     """sum of ||W||^2 over all of model's parameters (frozen ones too, as in the original)."""
-    params = list(model.parameters())
-    if not params:
-        return torch.zeros(())
-    same_kind = len({(p.dtype, p.device) for p in params}) == 1
-    if resolve_impl(impl) == "fused" and same_kind:
-        return _lean_autograd.sum_of_squares(params)
-    return sum(p.square().sum() for p in params)
+    return _sum_of_squares(model.parameters(), impl)
+
+
+def reg_pick_embeds(embeds_list, *, impl: Optional[str] = None) -> torch.Tensor:
+    """sum of ||E||^2 over the given tensors (typically the batch's picked embeddings)."""
+    return _sum_of_squares(embeds_list, impl)
 
 
 def cal_infonce_loss(embeds1: torch.Tensor, embeds2: torch.Tensor, all_embeds2: torch.Tensor,

@@ -102,6 +102,17 @@ def test_reg_params_counts_every_parameter(device, impl):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+def test_reg_pick_embeds(device, impl):
+    picked = [rows(6, 4, device, seed=s) for s in (1, 2, 3)]
+    expected = sum(float((e ** 2).sum()) for e in picked)
+    value, grads = value_and_grads(lambda *e: losses.reg_pick_embeds(e, impl=impl), *picked)
+    assert math.isclose(value.item(), expected, rel_tol=1e-12)
+    for g, e in zip(grads, picked):
+        assert_close(g, 2 * e)
+    assert losses.reg_pick_embeds([], impl=impl).item() == 0
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("candidates", ["all", "in_batch", "same_tensor"])
 def test_cal_infonce_loss(device, impl, dtype, candidates):
