@@ -115,7 +115,8 @@ class Trainer:
 
         def look(names) -> None:
             """Adds the unread steps to the sums, in step order; stops at a non-finite loss."""
-            rows = torch.stack(unread).double().cpu().tolist()
+            # to float64 on the host: some devices (MPS) have none
+            rows = torch.stack(unread).cpu().double().tolist()
             first = steps - len(unread)
             unread.clear()
             for offset, row in enumerate(rows):
