@@ -103,7 +103,9 @@ if __name__ == "__main__":
         file=sys.stderr,
     )
     setup(
-        packages=find_packages(include=["irllrec_fast", "irllrec_fast.*"]),
+        # configs/ holds data only (no __init__.py): named here so that its .yml files ship
+        packages=[*find_packages(include=["irllrec_fast", "irllrec_fast.*"]),
+                  "irllrec_fast.configs"],
         ext_modules=[extension()],
         cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     )
