@@ -250,7 +250,9 @@ class CSRGraph:
         """A torch sparse tensor (`"coo"`, coalesced, or `"csr"`) with the same entries."""
         size = (self.num_nodes, self.num_nodes)
         if layout == "csr":
-            return torch.sparse_csr_tensor(self.rowptr.long(), self.col.long(), self.value, size)
+            # the structure was validated when the graph was built
+            return torch.sparse_csr_tensor(self.rowptr.long(), self.col.long(), self.value, size,
+                                           check_invariants=False)
         if layout == "coo":
             # coalesce() sums repeated (row, col) entries, as A x does; never claim it unchecked
             index = torch.stack([self.row_index(), self.col.long()])
