@@ -81,7 +81,8 @@ def extension():
     sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cpp"))
     sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc" / "cpu").glob("*.cpp"))
     cxx = ["-O0", "-g"] if DEBUG else ["-O3"]
-    cxx += ["-fopenmp", "-Wall", "-Wno-unknown-pragmas"]
+    # -Wno-psabi: see csrc/cpu/intent_assign.cpp (a vector ABI note that concerns nothing here)
+    cxx += ["-fopenmp", "-Wall", "-Wno-unknown-pragmas", "-Wno-psabi"]
     extra = {"cxx": cxx}
     kwargs = dict(name="irllrec_fast._C", sources=sources, extra_link_args=["-fopenmp"])
     if not WITH_CUDA:
