@@ -3,10 +3,11 @@
     python scripts/count_step_ops.py [--impl fused] [--dataset amazon] [--device cpu] [--top 20]
 
 On a GPU nearly every dispatched operator is a kernel launch of a few microseconds, whatever its
-size, so this count is what launch overhead scales with; it can be taken on a CPU. The step is the
-one of benchmarks/test_bench_train_step.py (forward, backward, Adam), counted after one warm-up
-step. Operators are attributed to the innermost line of irllrec_fast or torch.optim that called
-them; those dispatched by autograd's engine during the backward count as "backward".
+size, so this count is what launch overhead scales with; it can be taken on a CPU. The step is
+scripts/profile_step.py's (that of benchmarks/test_bench_train_step.py: forward, backward, Adam),
+counted after one warm-up step. Operators are attributed to the innermost line of irllrec_fast
+or torch.optim that called them; those dispatched by autograd's engine during the backward count
+as "backward".
 """
 from __future__ import annotations
 
@@ -19,9 +20,8 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import conftest  # noqa: E402,F401  (sets IRLLREC_FAST_SHARED like the benchmarks)
-from test_bench_train_step import make_model, step_inputs  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from profile_step import make_step  # noqa: E402  (the same step, on any device)
 
 _OURS = ("irllrec_fast", "torch/optim")
 
@@ -49,15 +49,7 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=20)
     args = parser.parse_args()
     device = torch.device(args.device)
-    model = make_model(args.impl, args.dataset, device)
-    batch = tuple(t.to(device) for t in step_inputs(args.dataset)[3])
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        model.calculate_loss(batch)[0].backward()
-        optimizer.step()
-
+    step = make_step(args.impl, args.dataset, device)
     step()
     with _CountBySource() as counter:
         step()
