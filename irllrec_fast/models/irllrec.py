@@ -20,7 +20,10 @@ the text tower, which dominates the step on a CPU:
   the batch's distinct items); the other rows' outputs reach no loss term;
 - the students' LeakyReLU runs in place on the first layer's output, so autograd keeps one
   [rows, hidden] buffer per MLP instead of two (64 MB each at Amazon-book); the teacher's
-  recurrence reads the pre-activation before it is overwritten.
+  recurrence reads the pre-activation before it is overwritten;
+- on the CPU, the MLPs' second halves (activation, second layer, their backward, the teacher's
+  recurrence) run in blocks of rows that stay in cache (_text_tail.py) instead of streaming
+  [rows, hidden] temporaries through memory.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from torch import nn
 from .. import losses
 from ..graph import CSRGraph
 from . import _impl
+from ._text_tail import blend_leaky_linear, leaky_linear_in_place
 from .base import Recommender
 from .lightgcn import LightGCN, LightGCNConfig
 
@@ -223,9 +227,18 @@ class IRLLRec(Recommender):
         """mlp[2](LeakyReLU(hidden)) with the activation in place: autograd then saves its output
         alone (the slope is positive, so the output's sign gives the derivative) instead of its
         input and output. `hidden` is overwritten."""
+        if self._row_blocked(hidden):
+            return leaky_linear_in_place(hidden, mlp[2].weight, mlp[2].bias,
+                                         mlp[1].negative_slope).to(dtype)
         with self._mlp_precision(hidden):
             out = mlp[2](F.leaky_relu(hidden, mlp[1].negative_slope, inplace=True))
         return out.to(dtype)
+
+    def _row_blocked(self, hidden: torch.Tensor) -> bool:
+        """Whether the MLPs' second halves run in row blocks (_text_tail.py): on the CPU in float
+        precision; under torch.compile Inductor fuses the whole-tensor form itself."""
+        return (hidden.device.type == "cpu" and not self.config.text_mlp_bf16
+                and not torch.compiler.is_compiling())
 
     def _text_mlp_lean(self, mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """The same values as _text_mlp(mlp, x) with one [rows, hidden] buffer fewer."""
@@ -259,15 +272,20 @@ class IRLLRec(Recommender):
         self._momentum_update()
         if student_hidden is None:
             return self._text_mlp(self.int_mlp_m, self.intent)
-        teacher = self.int_mlp_m
+        teacher, m = self.int_mlp_m, self.config.momentum
         if valid:
-            m = self.config.momentum
-            hidden = cached[1].mul_(m).add_(student_hidden.to(cached[1].dtype), alpha=1.0 - m)
+            hidden, blend = cached[1], student_hidden.to(cached[1].dtype)
         else:
             self._teacher_hidden = None  # release the stale one before allocating
             with self._mlp_precision(self.intent):
                 hidden = teacher[0](self.intent).to(self.intent.dtype)
+            blend = None
         self._teacher_hidden = (self._teacher_key(), hidden)
+        if self._row_blocked(hidden):
+            return blend_leaky_linear(hidden, teacher[2].weight, teacher[2].bias,
+                                      teacher[1].negative_slope, blend, m)
+        if blend is not None:
+            hidden.mul_(m).add_(blend, alpha=1.0 - m)
         with self._mlp_precision(self.intent):
             out = teacher[2](teacher[1](hidden))
         return out.to(self.intent.dtype)
