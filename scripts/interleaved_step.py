@@ -4,14 +4,13 @@ steps just before and after it. On a shared machine whose speed drifts by tens o
 minutes, separate runs (or pytest-benchmark's one group after the other) can put the two paths in
 different spells; neighbours in time share one.
 
-    python benchmarks/interleaved_step.py [--dataset amazon] [--pairs 6] [--device cpu]
+    python scripts/interleaved_step.py [--dataset amazon] [--pairs 6] [--device cpu]
 
-The step is that of benchmarks/test_bench_train_step.py (1536-wide random text, batch 4096,
-forward, backward and Adam), after one warm-up step of each path. Prints every step's time and
+The step is scripts/profile_step.py's, that of benchmarks/test_bench_train_step.py (1536-wide
+random text, batch 4096, forward, backward and Adam), after one warm-up step of each path. Prints every step's time and
 the median of the per-pair ratios.
 """
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -20,24 +19,18 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-os.environ.setdefault("IRLLREC_FAST_SHARED", str(Path(__file__).resolve().parents[2] / "shared"))
-
-from conftest import synchronize  # noqa: E402
-from test_bench_train_step import make_model, step_inputs  # noqa: E402
+from profile_step import make_step  # noqa: E402  (the same step, on any device)
 
 
-def make_step(impl, dataset, device):
-    model = make_model(impl, dataset, device)
-    batch = tuple(t.to(device) for t in step_inputs(dataset)[3])
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+def timed_step(impl, dataset, device):
+    step = make_step(impl, dataset, device)
 
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        model.calculate_loss(batch)[0].backward()
-        optimizer.step()
-        synchronize(device)
+    def run():
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
-    return step
+    return run
 
 
 def seconds(step) -> float:
@@ -55,7 +48,7 @@ def main() -> int:
     if args.pairs < 1:
         parser.error("--pairs must be at least 1")
     device = torch.device(args.device)
-    fused, torch_path = (make_step(impl, args.dataset, device) for impl in ("fused", "torch"))
+    fused, torch_path = (timed_step(impl, args.dataset, device) for impl in ("fused", "torch"))
     fused()
     torch_path()
     fused_times = [seconds(fused)]
