@@ -7,7 +7,8 @@ import scipy.sparse as sp
 import torch
 
 from irllrec_fast import CSRGraph, ops, testing
-from irllrec_fast.models import (IRLLRec, IRLLRecConfig, LightGCN, LightGCNConfig, build_model)
+from irllrec_fast.models import (IRLLRec, IRLLRecConfig, LightGCN, LightGCNConfig, _text_tail,
+                                 build_model)
 from irllrec_fast.ops import reference
 
 FUSED_INTENT_OPS = ("intent_assign", "intent_propagate")
@@ -200,7 +201,18 @@ def assert_same_step(results, rtol_loss, rtol_grad):
                                    msg=lambda m, name=name: f"gradient of {name}: {m}")
 
 
-def test_fused_plumbing_matches_torch_small():
+@pytest.fixture(params=["row blocks", "whole tensors"])
+def text_tail_form(request, monkeypatch):
+    """The fused text MLPs' second halves as the CPU runs them (row blocks, here of 7 rows so that
+    the small problems span several) and as a GPU runs them (whole tensors)."""
+    if request.param == "row blocks":
+        monkeypatch.setattr(_text_tail, "BLOCK_ROWS", 7)
+    else:
+        monkeypatch.setattr(IRLLRec, "_row_blocked", lambda self, hidden: False)
+    return request.param
+
+
+def test_fused_plumbing_matches_torch_small(text_tail_form):
     """impl='fused' (ops.spmm, ops.intent_assign, ops.intent_propagate, fused losses) against
     impl='torch' in float64, on a small problem."""
     graph, text, pairs = small_problem()
@@ -278,12 +290,13 @@ def train_both(graph, text, config, batches, dtype=torch.float64, lr=0.05):
         yield models, terms
 
 
-def test_fused_teacher_recurrence_follows_the_literal_teacher_over_many_steps():
+def test_fused_teacher_recurrence_follows_the_literal_teacher_over_many_steps(text_tail_form):
     """The fused teacher's pre-activation follows H_m <- m H_m + (1 - m) H instead of a product;
-    with momentum 0.5 (the teacher moves fast) and a large distillation weight, any slip in the
-    recurrence (a missing bias, the other step's H, a stale cache) shows in `soft`."""
+    with momentum 0.6 (the teacher moves fast; not 0.5, where swapping m and 1 - m would go
+    unseen) and a large distillation weight, any slip in the recurrence (a missing bias, the
+    other step's H, a stale cache, swapped weights) shows in `soft`."""
     graph, text, pairs = small_problem()
-    config = small_config(momentum=0.5, kd_int_weight_3=5.0)
+    config = small_config(momentum=0.6, kd_int_weight_3=5.0)
     batches = [random_batch(pairs, graph.num_items, 24, seed=s) for s in range(8)]
     steps = 0
     for models, (torch_terms, fused_terms) in train_both(graph, text, config, batches):

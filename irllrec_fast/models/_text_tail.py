@@ -2,7 +2,7 @@
 
 Done whole, the hidden gradient's product, the activation's backward and the teacher's
 out-of-place activation each stream a [rows, hidden] buffer (64 MB at Amazon-book) through main
-memory, most of them into freshly mapped pages. In blocks of a few hundred rows, each block is
+memory. In blocks of a few hundred rows, each block is
 written and re-read while it is still in cache, and the activation's backward runs in place on
 the hidden gradient. Row by row the products are the same; only the weight gradient's sum over
 rows is taken block by block.
@@ -75,22 +75,27 @@ class _LeakyLinearInPlace(torch.autograd.Function):
 
 def leaky_linear_in_place(hidden: torch.Tensor, weight: torch.Tensor,
                           bias: Optional[torch.Tensor], slope: float,
-                          rows: int = BLOCK_ROWS) -> torch.Tensor:
+                          rows: Optional[int] = None) -> torch.Tensor:
     """linear(leaky_relu(hidden, slope), weight, bias) for hidden [n, h], weight [out, h], computed
     and differentiated in blocks of `rows` rows. `hidden` is overwritten by its activation (it
-    must not be needed afterwards, as with `leaky_relu(..., inplace=True)`); slope > 0."""
+    must not be needed afterwards, as with `leaky_relu(..., inplace=True)`); slope > 0; rows
+    defaults to BLOCK_ROWS."""
     if not slope > 0:
         raise ValueError(f"the slope must be positive (its sign gives the derivative), got {slope}")
-    return _LeakyLinearInPlace.apply(hidden, weight, bias, float(slope), int(rows))[0]
+    rows = BLOCK_ROWS if rows is None else int(rows)
+    if rows < 1:
+        raise ValueError(f"rows must be at least 1, got {rows}")
+    return _LeakyLinearInPlace.apply(hidden, weight, bias, float(slope), rows)[0]
 
 
 @torch.no_grad()
 def blend_leaky_linear(hidden: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                        slope: float, blend: Optional[torch.Tensor] = None, momentum: float = 0.0,
-                       rows: int = BLOCK_ROWS) -> torch.Tensor:
+                       rows: Optional[int] = None) -> torch.Tensor:
     """linear(leaky_relu(hidden, slope), weight, bias) without gradients, `hidden` kept as it is
     except that, with `blend`, it first becomes momentum * hidden + (1 - momentum) * blend (in
     place), block by block: the momentum teacher's cached pre-activation and its recurrence."""
+    rows = BLOCK_ROWS if rows is None else int(rows)
     out = hidden.new_empty((hidden.shape[0], weight.shape[0]))
     act = hidden.new_empty((min(rows, hidden.shape[0]), hidden.shape[1]))
     for block in _blocks(hidden.shape[0], rows):
