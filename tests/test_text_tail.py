@@ -93,3 +93,9 @@ def test_blend_without_a_student_leaves_the_hidden_alone():
     got = blend_leaky_linear(cached, weight, bias, SLOPE, rows=4)
     torch.testing.assert_close(got, F.linear(F.leaky_relu(before, SLOPE), weight, bias))
     assert torch.equal(cached, before)
+
+
+def test_a_block_of_no_rows_is_refused():
+    hidden, weight, bias, _ = _inputs(4, 3, 2, torch.float32)
+    with pytest.raises(ValueError, match="rows must be at least 1"):
+        leaky_linear_in_place(hidden, weight, bias, SLOPE, rows=0)
