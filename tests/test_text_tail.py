@@ -99,3 +99,5 @@ def test_a_block_of_no_rows_is_refused():
     hidden, weight, bias, _ = _inputs(4, 3, 2, torch.float32)
     with pytest.raises(ValueError, match="rows must be at least 1"):
         leaky_linear_in_place(hidden, weight, bias, SLOPE, rows=0)
+    with pytest.raises(ValueError, match="rows must be at least 1"):
+        blend_leaky_linear(hidden, weight, bias, SLOPE, rows=0)

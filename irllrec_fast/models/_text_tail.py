@@ -2,9 +2,8 @@
 
 Done whole, the hidden gradient's product, the activation's backward and the teacher's
 out-of-place activation each stream a [rows, hidden] buffer (64 MB at Amazon-book) through main
-memory. In blocks of a few hundred rows, each block is
-written and re-read while it is still in cache, and the activation's backward runs in place on
-the hidden gradient. Row by row the products are the same; only the weight gradient's sum over
+memory. In blocks of a few hundred rows, each block is written and re-read while it is still in
+cache, and the activation's backward runs in place on the hidden gradient. Row by row the products are the same; only the weight gradient's sum over
 rows is taken block by block.
 
 On a GPU the whole-tensor form stays: there every block would be several more kernel launches.
@@ -17,6 +16,13 @@ import torch
 from torch.autograd.function import once_differentiable
 
 BLOCK_ROWS = 512  # 512 x 784 floats = 1.6 MB a block
+
+
+def _block_rows(rows: Optional[int]) -> int:
+    rows = BLOCK_ROWS if rows is None else int(rows)
+    if rows < 1:
+        raise ValueError(f"rows must be at least 1, got {rows}")
+    return rows
 
 
 def _blocks(n: int, rows: int):
@@ -82,10 +88,7 @@ def leaky_linear_in_place(hidden: torch.Tensor, weight: torch.Tensor,
     defaults to BLOCK_ROWS."""
     if not slope > 0:
         raise ValueError(f"the slope must be positive (its sign gives the derivative), got {slope}")
-    rows = BLOCK_ROWS if rows is None else int(rows)
-    if rows < 1:
-        raise ValueError(f"rows must be at least 1, got {rows}")
-    return _LeakyLinearInPlace.apply(hidden, weight, bias, float(slope), rows)[0]
+    return _LeakyLinearInPlace.apply(hidden, weight, bias, float(slope), _block_rows(rows))[0]
 
 
 @torch.no_grad()
@@ -95,7 +98,7 @@ def blend_leaky_linear(hidden: torch.Tensor, weight: torch.Tensor, bias: Optiona
     """linear(leaky_relu(hidden, slope), weight, bias) without gradients, `hidden` kept as it is
     except that, with `blend`, it first becomes momentum * hidden + (1 - momentum) * blend (in
     place), block by block: the momentum teacher's cached pre-activation and its recurrence."""
-    rows = BLOCK_ROWS if rows is None else int(rows)
+    rows = _block_rows(rows)
     out = hidden.new_empty((hidden.shape[0], weight.shape[0]))
     act = hidden.new_empty((min(rows, hidden.shape[0]), hidden.shape[1]))
     for block in _blocks(hidden.shape[0], rows):
