@@ -24,7 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from profile_step import make_step  # noqa: E402  (the same step, on any device)
 
-from irllrec_fast.models.irllrec import IRLLRec  # noqa: E402
+from irllrec_fast.models import _text_tail  # noqa: E402
 
 _OURS = ("irllrec_fast", "torch/optim")
 
@@ -52,7 +52,7 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=20)
     args = parser.parse_args()
     device = torch.device(args.device)
-    IRLLRec._row_blocked = lambda self, hidden: False  # the GPU's form (see the docstring)
+    _text_tail.BLOCK_ROWS = None  # the GPU's whole-tensor form (see the docstring)
     step = make_step(args.impl, args.dataset, device)
     step()
     with _CountBySource() as counter:

@@ -7,8 +7,8 @@ different spells; neighbours in time share one.
     python scripts/interleaved_step.py [--dataset amazon] [--pairs 6] [--device cpu]
 
 The step is scripts/profile_step.py's, that of benchmarks/test_bench_train_step.py (1536-wide
-random text, batch 4096, forward, backward and Adam), after one warm-up step of each path. Prints every step's time and
-the median of the per-pair ratios.
+random text, batch 4096, forward, backward and Adam), after one warm-up step of each path.
+Prints every step's time and the median of the per-pair ratios.
 """
 import argparse
 import statistics

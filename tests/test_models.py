@@ -205,10 +205,7 @@ def assert_same_step(results, rtol_loss, rtol_grad):
 def text_tail_form(request, monkeypatch):
     """The fused text MLPs' second halves as the CPU runs them (row blocks, here of 7 rows so that
     the small problems span several) and as a GPU runs them (whole tensors)."""
-    if request.param == "row blocks":
-        monkeypatch.setattr(_text_tail, "BLOCK_ROWS", 7)
-    else:
-        monkeypatch.setattr(IRLLRec, "_row_blocked", lambda self, hidden: False)
+    monkeypatch.setattr(_text_tail, "BLOCK_ROWS", 7 if request.param == "row blocks" else None)
     return request.param
 
 

@@ -15,11 +15,14 @@ from typing import Optional
 import torch
 from torch.autograd.function import once_differentiable
 
-BLOCK_ROWS = 512  # 512 x 784 floats = 1.6 MB a block
+# Rows per block (512 x 784 floats = 1.6 MB). None: the model uses the whole-tensor form on the
+# CPU too, as on a GPU (scripts/count_step_ops.py and the model tests set it).
+BLOCK_ROWS: Optional[int] = 512
 
 
-def _block_rows(rows: Optional[int]) -> int:
-    rows = BLOCK_ROWS if rows is None else int(rows)
+def _block_rows(rows: Optional[int], n: int) -> int:
+    """rows, else BLOCK_ROWS, else all n rows in one block."""
+    rows = int(rows) if rows is not None else BLOCK_ROWS if BLOCK_ROWS is not None else max(n, 1)
     if rows < 1:
         raise ValueError(f"rows must be at least 1, got {rows}")
     return rows
@@ -88,7 +91,7 @@ def leaky_linear_in_place(hidden: torch.Tensor, weight: torch.Tensor,
     defaults to BLOCK_ROWS."""
     if not slope > 0:
         raise ValueError(f"the slope must be positive (its sign gives the derivative), got {slope}")
-    return _LeakyLinearInPlace.apply(hidden, weight, bias, float(slope), _block_rows(rows))[0]
+    return _LeakyLinearInPlace.apply(hidden, weight, bias, float(slope), _block_rows(rows, hidden.shape[0]))[0]
 
 
 @torch.no_grad()
@@ -98,7 +101,7 @@ def blend_leaky_linear(hidden: torch.Tensor, weight: torch.Tensor, bias: Optiona
     """linear(leaky_relu(hidden, slope), weight, bias) without gradients, `hidden` kept as it is
     except that, with `blend`, it first becomes momentum * hidden + (1 - momentum) * blend (in
     place), block by block: the momentum teacher's cached pre-activation and its recurrence."""
-    rows = _block_rows(rows)
+    rows = _block_rows(rows, hidden.shape[0])
     out = hidden.new_empty((hidden.shape[0], weight.shape[0]))
     act = hidden.new_empty((min(rows, hidden.shape[0]), hidden.shape[1]))
     for block in _blocks(hidden.shape[0], rows):

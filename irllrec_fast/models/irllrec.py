@@ -39,6 +39,7 @@ from torch import nn
 from .. import losses
 from ..graph import CSRGraph
 from . import _impl
+from . import _text_tail
 from ._text_tail import blend_leaky_linear, leaky_linear_in_place
 from .base import Recommender
 from .lightgcn import LightGCN, LightGCNConfig
@@ -236,9 +237,10 @@ class IRLLRec(Recommender):
 
     def _row_blocked(self, hidden: torch.Tensor) -> bool:
         """Whether the MLPs' second halves run in row blocks (_text_tail.py): on the CPU in float
-        precision; under torch.compile Inductor fuses the whole-tensor form itself."""
-        return (hidden.device.type == "cpu" and not self.config.text_mlp_bf16
-                and not torch.compiler.is_compiling())
+        precision, unless _text_tail.BLOCK_ROWS is None; under torch.compile Inductor fuses the
+        whole-tensor form itself."""
+        return (hidden.device.type == "cpu" and _text_tail.BLOCK_ROWS is not None
+                and not self.config.text_mlp_bf16 and not torch.compiler.is_compiling())
 
     def _text_mlp_lean(self, mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """The same values as _text_mlp(mlp, x) with one [rows, hidden] buffer fewer."""
