@@ -23,7 +23,8 @@ the text tower, which dominates the step on a CPU:
   recurrence reads the pre-activation before it is overwritten;
 - on the CPU, the MLPs' second halves (activation, second layer, their backward, the teacher's
   recurrence) run in blocks of rows that stay in cache (_text_tail.py) instead of streaming
-  [rows, hidden] temporaries through memory.
+  [rows, hidden] temporaries through memory; the students' hidden gradient exists one block at a
+  time, and the first layer's weight gradient is summed block by block.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from .. import losses
 from ..graph import CSRGraph
 from . import _impl
 from . import _text_tail
-from ._text_tail import blend_leaky_linear, leaky_linear_in_place
+from ._text_tail import blend_leaky_linear, leaky_mlp
 from .base import Recommender
 from .lightgcn import LightGCN, LightGCNConfig
 
@@ -228,23 +229,27 @@ class IRLLRec(Recommender):
         """mlp[2](LeakyReLU(hidden)) with the activation in place: autograd then saves its output
         alone (the slope is positive, so the output's sign gives the derivative) instead of its
         input and output. `hidden` is overwritten."""
-        if self._row_blocked(hidden):
-            return leaky_linear_in_place(hidden, mlp[2].weight, mlp[2].bias,
-                                         mlp[1].negative_slope).to(dtype)
         with self._mlp_precision(hidden):
             out = mlp[2](F.leaky_relu(hidden, mlp[1].negative_slope, inplace=True))
         return out.to(dtype)
 
-    def _row_blocked(self, hidden: torch.Tensor) -> bool:
-        """Whether the MLPs' second halves run in row blocks (_text_tail.py): on the CPU in float
-        precision, unless _text_tail.BLOCK_ROWS is None; under torch.compile Inductor fuses the
-        whole-tensor form itself."""
-        return (hidden.device.type == "cpu" and _text_tail.BLOCK_ROWS is not None
+    def _row_blocked(self, x: torch.Tensor) -> bool:
+        """Whether the text MLPs run with their second halves in row blocks (_text_tail.py): on
+        the CPU in float precision, unless _text_tail.BLOCK_ROWS is None; under torch.compile
+        Inductor fuses the whole-tensor form itself."""
+        return (x.device.type == "cpu" and _text_tail.BLOCK_ROWS is not None
                 and not self.config.text_mlp_bf16 and not torch.compiler.is_compiling())
 
-    def _text_mlp_lean(self, mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """The same values as _text_mlp(mlp, x) with one [rows, hidden] buffer fewer."""
-        return self._text_mlp_rest(mlp, self._text_mlp_first_layer(mlp, x), x.dtype)
+    def _text_mlp_lean(self, mlp: nn.Module, x: torch.Tensor, on_hidden=None) -> torch.Tensor:
+        """The same values as _text_mlp(mlp, x) with fewer [rows, hidden] buffers; on_hidden, if
+        given, reads the first layer's output before the activation overwrites it."""
+        if self._row_blocked(x):
+            return leaky_mlp(x, mlp[0].weight, mlp[0].bias, mlp[2].weight, mlp[2].bias,
+                             mlp[1].negative_slope, on_hidden=on_hidden)
+        hidden = self._text_mlp_first_layer(mlp, x)
+        if on_hidden is not None:
+            on_hidden(hidden)
+        return self._text_mlp_rest(mlp, hidden, x.dtype)
 
     @torch.no_grad()
     def _momentum_update(self) -> None:
@@ -354,9 +359,10 @@ class IRLLRec(Recommender):
             intent_text = self._text_mlp(self.int_mlp, self.intent)
             teacher = self._teacher_forward(None)
         else:
-            hidden = self._text_mlp_first_layer(self.int_mlp, self.intent)
-            teacher = self._teacher_forward(hidden)  # reads hidden before the activation takes it
-            intent_text = self._text_mlp_rest(self.int_mlp, hidden, self.intent.dtype)
+            teachers = []  # the teacher reads the pre-activation before the activation takes it
+            intent_text = self._text_mlp_lean(
+                self.int_mlp, self.intent, lambda h: teachers.append(self._teacher_forward(h)))
+            teacher = teachers[0]
         intent_item = intent_text[U:]
         intent = self._contrast_triplet(intent_graph, intent_text[:U], intent_item[pos],
                                         intent_item[neg], batch, cfg.kd_int_temperature)
