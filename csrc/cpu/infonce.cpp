@@ -33,31 +33,13 @@
 #include "../ops.h"
 #include "simd.h"
 
-#define IRLLREC_SIMD_NS base
-#define IRLLREC_VEC_BYTES 16
-#include "infonce_kernels.h"
-#undef IRLLREC_VEC_BYTES
-#undef IRLLREC_SIMD_NS
-#if IRLLREC_HAVE_AVX2_VARIANT
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define IRLLREC_SIMD_NS avx2
-#define IRLLREC_VEC_BYTES 32
-#include "infonce_kernels.h"
-#undef IRLLREC_VEC_BYTES
-#undef IRLLREC_SIMD_NS
-#pragma GCC pop_options
-#endif
+#define IRLLREC_KERNELS "infonce_kernels.h"
+#include "simd_variants.inc"
+#undef IRLLREC_KERNELS
 
 namespace irllrec_fast {
 namespace cpu {
 namespace {
-
-#if IRLLREC_HAVE_AVX2_VARIANT
-namespace avx2_or_base = avx2;
-#else
-namespace avx2_or_base = base;
-#endif
 
 // The tile kernels of the SIMD variant this CPU runs.
 template <typename scalar_t>

@@ -1,6 +1,6 @@
-// Tile kernels of `infonce`, compiled once per SIMD variant: included by infonce.cpp with
-// IRLLREC_SIMD_NS (the variant's namespace) and IRLLREC_VEC_BYTES (its register width) set, no
-// include guard on purpose.
+// Tile kernels of `infonce`, compiled once per SIMD variant: included by infonce.cpp through
+// simd_variants.inc, with IRLLREC_SIMD_NS (the variant's namespace) and IRLLREC_VEC_BYTES (its
+// register width) set, no include guard on purpose.
 //
 // Everything works on one tile of candidates stored transposed, ct[f][j] (f < d, j < width, row
 // stride ldct), so that consecutive candidates sit in one vector register: the logits of R anchor

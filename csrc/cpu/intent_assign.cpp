@@ -29,27 +29,13 @@
 // GCC's note that this changes the ABI of the baseline variant does not concern them. A pragma
 // does not silence that note, so the builds pass -Wno-psabi (setup.py, CMakeLists.txt).
 
-#define IRLLREC_SIMD_NS base
-#include "intent_assign_kernels.h"
-#undef IRLLREC_SIMD_NS
-#if IRLLREC_HAVE_AVX2_VARIANT
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define IRLLREC_SIMD_NS avx2
-#include "intent_assign_kernels.h"
-#undef IRLLREC_SIMD_NS
-#pragma GCC pop_options
-#endif
+#define IRLLREC_KERNELS "intent_assign_kernels.h"
+#include "simd_variants.inc"
+#undef IRLLREC_KERNELS
 
 namespace irllrec_fast {
 namespace cpu {
 namespace {
-
-#if IRLLREC_HAVE_AVX2_VARIANT
-namespace avx2_or_base = avx2;
-#else
-namespace avx2_or_base = base;
-#endif
 
 // Rows per tile: the tile's logits and their gradient (2 x 32 x K values) stay in L1 / L2.
 constexpr int64_t kTileRows = 32;

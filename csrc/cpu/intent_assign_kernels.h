@@ -1,5 +1,5 @@
 // Tile kernels of intent_assign, compiled once per SIMD variant: included by intent_assign.cpp
-// with IRLLREC_SIMD_NS set (no include guard on purpose).
+// through simd_variants.inc, with IRLLREC_SIMD_NS set (no include guard on purpose).
 //
 // A tile is a few dozen rows. Its products with the prototypes ([rows, d] x [d, K] and
 // [rows, K] x [K, d]) and its share of grad_w ([d, rows] x [rows, K]) are all "a few rows times a

@@ -21,27 +21,13 @@
 #include "row_partition.h"
 #include "simd.h"
 
-#define IRLLREC_SIMD_NS base
-#include "intent_propagate_kernels.h"
-#undef IRLLREC_SIMD_NS
-#if IRLLREC_HAVE_AVX2_VARIANT
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define IRLLREC_SIMD_NS avx2
-#include "intent_propagate_kernels.h"
-#undef IRLLREC_SIMD_NS
-#pragma GCC pop_options
-#endif
+#define IRLLREC_KERNELS "intent_propagate_kernels.h"
+#include "simd_variants.inc"
+#undef IRLLREC_KERNELS
 
 namespace irllrec_fast {
 namespace cpu {
 namespace {
-
-#if IRLLREC_HAVE_AVX2_VARIANT
-namespace avx2_or_base = avx2;
-#else
-namespace avx2_or_base = base;
-#endif
 
 constexpr double kNormEps = 1e-12;  // F.normalize's default, as the reference uses it
 

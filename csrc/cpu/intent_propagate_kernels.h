@@ -1,5 +1,6 @@
 // Row kernels of intent_propagate, compiled once per SIMD variant: included by
-// intent_propagate.cpp with IRLLREC_SIMD_NS set (no include guard on purpose).
+// intent_propagate.cpp through simd_variants.inc, with IRLLREC_SIMD_NS set (no include guard on
+// purpose).
 //
 // D is the feature width when it is one of the compile-time widths (then the loops unroll and the
 // row accumulators live in registers or L1), or 0 for a run-time width d. Per edge the kernels

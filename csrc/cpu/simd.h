@@ -1,6 +1,6 @@
 // Compiling a CPU kernel twice: once for the baseline x86-64 the wheel targets, once with AVX2 and
 // FMA, chosen at run time. A kernel header written against the macro IRLLREC_SIMD_NS is included
-// once per variant (see spmm.cpp); plain loops over compile-time widths then vectorise to the
+// once per variant through simd_variants.inc; plain loops over compile-time widths then vectorise to the
 // widest registers the variant allows.
 #pragma once
 

@@ -17,27 +17,13 @@
 #include "row_partition.h"
 #include "simd.h"
 
-#define IRLLREC_SIMD_NS base
-#include "spmm_kernels.h"
-#undef IRLLREC_SIMD_NS
-#if IRLLREC_HAVE_AVX2_VARIANT
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define IRLLREC_SIMD_NS avx2
-#include "spmm_kernels.h"
-#undef IRLLREC_SIMD_NS
-#pragma GCC pop_options
-#endif
+#define IRLLREC_KERNELS "spmm_kernels.h"
+#include "simd_variants.inc"
+#undef IRLLREC_KERNELS
 
 namespace irllrec_fast {
 namespace cpu {
 namespace {
-
-#if IRLLREC_HAVE_AVX2_VARIANT
-namespace avx2_or_base = avx2;
-#else
-namespace avx2_or_base = base;
-#endif
 
 void check_dense(const at::Tensor& t, const char* name, const at::Tensor& rowptr) {
   check_device(t, name, c10::DeviceType::CPU);

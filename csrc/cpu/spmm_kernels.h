@@ -1,5 +1,6 @@
-// Row kernels of spmm, compiled once per SIMD variant: included by spmm.cpp with IRLLREC_SIMD_NS
-// set to the variant's namespace (no include guard on purpose).
+// Row kernels of spmm, compiled once per SIMD variant: included by spmm.cpp through
+// simd_variants.inc, with IRLLREC_SIMD_NS set to the variant's namespace (no include guard on
+// purpose).
 //
 // Each output row is accumulated in a register-sized chunk of W features over all its edges, then
 // stored once; the gathered rows of x are prefetched a few edges ahead, since on the real graphs
