@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "../checks.h"
+#include "../op_checks.h"
 #include "../ops.h"
 #include "simd.h"
 
@@ -156,32 +157,6 @@ void run_units(int64_t units, int64_t total_work, const MakeBuffers& make_buffer
     auto buffers = make_buffers();
     for (int64_t u = next.fetch_add(1); u < units; u = next.fetch_add(1)) work(u, buffers);
   });
-}
-
-void check_inputs(const at::Tensor& a, const at::Tensor& b, const at::Tensor& c,
-                  double temperature) {
-  check_device(a, "a", c10::DeviceType::CPU);
-  check_device(b, "b", c10::DeviceType::CPU);
-  check_device(c, "c", c10::DeviceType::CPU);
-  check_floating(a, "a");
-  check_dim(a, "a", 2);
-  check_dim(b, "b", 2);
-  check_dim(c, "c", 2);
-  check_dtype(b, "b", a.scalar_type());
-  check_dtype(c, "c", a.scalar_type());
-  check_size(b, "b", 0, a.size(0));
-  check_size(b, "b", 1, a.size(1));
-  check_size(c, "c", 1, a.size(1));
-  TORCH_CHECK(c.size(0) >= 1, "c must have at least one row (candidate), got shape ", c.sizes());
-  TORCH_CHECK(std::isfinite(temperature) && temperature > 0,
-              "temperature must be a finite number > 0, got ", temperature);
-}
-
-void check_row_vector(const at::Tensor& t, const char* name, const at::Tensor& a) {
-  check_device(t, name, c10::DeviceType::CPU);
-  check_dtype(t, name, a.scalar_type());
-  check_dim(t, name, 1);
-  check_size(t, name, 0, a.size(0));
 }
 
 // a * log2(e) / tau: with it the logits come out in base 2, which the kernels' exp2 wants. The
@@ -376,7 +351,7 @@ void backward_impl(const at::Tensor& grad, const at::Tensor& a_scaled, const at:
 
 std::tuple<at::Tensor, at::Tensor> infonce(const at::Tensor& a, const at::Tensor& b,
                                            const at::Tensor& c, double temperature) {
-  check_inputs(a, b, c, temperature);
+  check_infonce_args(a, b, c, temperature, c10::DeviceType::CPU);
   auto loss = at::empty({a.size(0)}, a.options());
   auto lse = at::empty({a.size(0)}, a.options());
   if (a.size(0) == 0) return {loss, lse};
@@ -392,9 +367,9 @@ std::tuple<at::Tensor, at::Tensor> infonce(const at::Tensor& a, const at::Tensor
 std::tuple<at::Tensor, at::Tensor, at::Tensor> infonce_backward(
     const at::Tensor& grad, const at::Tensor& a, const at::Tensor& b, const at::Tensor& c,
     const at::Tensor& lse, double temperature) {
-  check_inputs(a, b, c, temperature);
-  check_row_vector(grad, "grad", a);
-  check_row_vector(lse, "lse", a);
+  check_infonce_args(a, b, c, temperature, c10::DeviceType::CPU);
+  check_infonce_row_vector(grad, "grad", a, c10::DeviceType::CPU);
+  check_infonce_row_vector(lse, "lse", a, c10::DeviceType::CPU);
   auto grad_a = at::empty_like(a, at::MemoryFormat::Contiguous);
   auto grad_b = at::empty_like(b, at::MemoryFormat::Contiguous);
   auto grad_c = at::empty_like(c, at::MemoryFormat::Contiguous);

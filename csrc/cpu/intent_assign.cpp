@@ -20,6 +20,7 @@
 #include <cmath>
 
 #include "../checks.h"
+#include "../op_checks.h"
 #include "../ops.h"
 #include "dynamic_schedule.h"
 #include "intent_assign_pack.h"
@@ -62,22 +63,10 @@ at::Tensor pack_weights(const at::Tensor& w, AssignWeights<scalar_t>& packed) {
   return buffer;
 }
 
-void check_inputs(const at::Tensor& e, const at::Tensor& w) {
-  check_device(e, "e", c10::DeviceType::CPU);
-  check_device(w, "w", c10::DeviceType::CPU);
-  check_floating(e, "e");
-  check_dim(e, "e", 2);
-  check_dim(w, "w", 2);
-  check_dtype(w, "w", e.scalar_type());
-  check_size(w, "w", 0, e.size(1));
-  TORCH_CHECK(w.size(1) >= 1, "w must have at least one column (K >= 1 prototypes), got shape ",
-              w.sizes());
-}
-
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> intent_assign(const at::Tensor& e, const at::Tensor& w) {
-  check_inputs(e, w);
+  check_intent_assign_args(e, w, c10::DeviceType::CPU);
   const auto e_c = e.contiguous();
   const auto w_c = w.contiguous();
   const int64_t n = e.size(0), d = e.size(1), K = w.size(1);
@@ -112,16 +101,8 @@ std::tuple<at::Tensor, at::Tensor> intent_assign(const at::Tensor& e, const at::
 std::tuple<at::Tensor, at::Tensor> intent_assign_backward(const at::Tensor& grad,
                                                           const at::Tensor& e, const at::Tensor& w,
                                                           const at::Tensor& lse) {
-  check_inputs(e, w);
-  check_device(grad, "grad", c10::DeviceType::CPU);
-  check_device(lse, "lse", c10::DeviceType::CPU);
-  check_dtype(grad, "grad", e.scalar_type());
-  check_dtype(lse, "lse", e.scalar_type());
-  check_dim(grad, "grad", 2);
-  check_size(grad, "grad", 0, e.size(0));
-  check_size(grad, "grad", 1, e.size(1));
-  check_dim(lse, "lse", 1);
-  check_size(lse, "lse", 0, e.size(0));
+  check_intent_assign_args(e, w, c10::DeviceType::CPU);
+  check_intent_assign_backward_args(grad, lse, e, c10::DeviceType::CPU);
 
   const auto e_c = e.contiguous();
   const auto w_c = w.contiguous();

@@ -31,6 +31,7 @@
 #include <tuple>
 
 #include "../checks.h"
+#include "../op_checks.h"
 #include "infonce_tensor_core.cuh"
 #include "launch_utils.cuh"
 
@@ -350,35 +351,6 @@ infonce_grad_c_finish_kernel(const T* part, int64_t n, int64_t splits, T* grad_c
 // ---------------------------------------------------------------------------------------------
 // launchers
 
-void check_inputs(const at::Tensor& a, const at::Tensor& b, const at::Tensor& c,
-                  double temperature) {
-  check_device(a, "a", c10::DeviceType::CUDA);
-  check_device(b, "b", c10::DeviceType::CUDA);
-  check_device(c, "c", c10::DeviceType::CUDA);
-  check_same_device(b, "b", a, "a");
-  check_same_device(c, "c", a, "a");
-  check_floating(a, "a");
-  check_dim(a, "a", 2);
-  check_dim(b, "b", 2);
-  check_dim(c, "c", 2);
-  check_dtype(b, "b", a.scalar_type());
-  check_dtype(c, "c", a.scalar_type());
-  check_size(b, "b", 0, a.size(0));
-  check_size(b, "b", 1, a.size(1));
-  check_size(c, "c", 1, a.size(1));
-  TORCH_CHECK(c.size(0) >= 1, "c must have at least one row (candidate), got shape ", c.sizes());
-  TORCH_CHECK(std::isfinite(temperature) && temperature > 0,
-              "temperature must be a finite number > 0, got ", temperature);
-}
-
-void check_row_vector(const at::Tensor& t, const char* name, const at::Tensor& a) {
-  check_device(t, name, c10::DeviceType::CUDA);
-  check_same_device(t, name, a, "a");
-  check_dtype(t, name, a.scalar_type());
-  check_dim(t, name, 1);
-  check_size(t, name, 0, a.size(0));
-}
-
 int64_t tiles(int64_t n) { return (n + kTile - 1) / kTile; }
 
 // Splits of the inner loop so that about `per_sm` blocks per SM are busy; at least one tile each.
@@ -406,7 +378,7 @@ int blocks_per_sm(bool tensor_cores) { return tensor_cores ? 4 : 2; }
 
 std::tuple<at::Tensor, at::Tensor> infonce(const at::Tensor& a, const at::Tensor& b,
                                            const at::Tensor& c, double temperature) {
-  check_inputs(a, b, c, temperature);
+  check_infonce_args(a, b, c, temperature, c10::DeviceType::CUDA);
   const c10::cuda::CUDAGuard guard(a.device());
   const int64_t B = a.size(0), M = c.size(0), d = a.size(1);
   auto loss = at::empty({B}, a.options());
@@ -451,9 +423,9 @@ std::tuple<at::Tensor, at::Tensor> infonce(const at::Tensor& a, const at::Tensor
 std::tuple<at::Tensor, at::Tensor, at::Tensor> infonce_backward(
     const at::Tensor& grad, const at::Tensor& a, const at::Tensor& b, const at::Tensor& c,
     const at::Tensor& lse, double temperature) {
-  check_inputs(a, b, c, temperature);
-  check_row_vector(grad, "grad", a);
-  check_row_vector(lse, "lse", a);
+  check_infonce_args(a, b, c, temperature, c10::DeviceType::CUDA);
+  check_infonce_row_vector(grad, "grad", a, c10::DeviceType::CUDA);
+  check_infonce_row_vector(lse, "lse", a, c10::DeviceType::CUDA);
   const c10::cuda::CUDAGuard guard(a.device());
   const int64_t B = a.size(0), M = c.size(0), d = a.size(1);
   auto grad_a = at::empty({B, d}, a.options());

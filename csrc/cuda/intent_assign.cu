@@ -28,6 +28,7 @@
 #include <tuple>
 
 #include "../checks.h"
+#include "../op_checks.h"
 #include "intent_assign_tiles.cuh"
 #include "launch_utils.cuh"
 
@@ -269,16 +270,7 @@ __global__ void intent_assign_reduce_kernel(const at::opmath_type<scalar_t>* __r
 }
 
 void check_inputs(const at::Tensor& e, const at::Tensor& w) {
-  check_device(e, "e", c10::DeviceType::CUDA);
-  check_device(w, "w", c10::DeviceType::CUDA);
-  check_same_device(w, "w", e, "e");
-  check_floating(e, "e");
-  check_dim(e, "e", 2);
-  check_dim(w, "w", 2);
-  check_dtype(w, "w", e.scalar_type());
-  check_size(w, "w", 0, e.size(1));
-  TORCH_CHECK(w.size(1) >= 1, "w must have at least one column (K >= 1 prototypes), got shape ",
-              w.sizes());
+  check_intent_assign_args(e, w, c10::DeviceType::CUDA);
   TORCH_CHECK(w.size(1) <= kMaxK, "w must have at most ", kMaxK,
               " columns (prototypes) on CUDA, got ", w.size(1));
 }
@@ -452,17 +444,7 @@ std::tuple<at::Tensor, at::Tensor> intent_assign_backward(const at::Tensor& grad
                                                           const at::Tensor& e, const at::Tensor& w,
                                                           const at::Tensor& lse) {
   check_inputs(e, w);
-  check_device(grad, "grad", c10::DeviceType::CUDA);
-  check_device(lse, "lse", c10::DeviceType::CUDA);
-  check_same_device(grad, "grad", e, "e");
-  check_same_device(lse, "lse", e, "e");
-  check_dtype(grad, "grad", e.scalar_type());
-  check_dtype(lse, "lse", e.scalar_type());
-  check_dim(grad, "grad", 2);
-  check_size(grad, "grad", 0, e.size(0));
-  check_size(grad, "grad", 1, e.size(1));
-  check_dim(lse, "lse", 1);
-  check_size(lse, "lse", 0, e.size(0));
+  check_intent_assign_backward_args(grad, lse, e, c10::DeviceType::CUDA);
 
   const c10::cuda::CUDAGuard guard(e.device());
   const auto e_c = e.contiguous();
