@@ -1,9 +1,10 @@
-// The argument checks of the operators whose CPU and CUDA kernels take the same arguments: one
-// definition per operator, called by both with the device type they run on, so that a bad
-// argument gets the same message on every device. Built from the helpers of checks.h.
+// The argument checks of every operator: one definition per operator, called by its CPU and its
+// CUDA kernels with the device type they run on, so that a bad argument gets the same message on
+// every device. Built from the helpers of checks.h.
 #pragma once
 
 #include <cmath>
+#include <utility>
 
 #include "checks.h"
 
@@ -71,6 +72,90 @@ inline void check_intent_assign_backward_args(const at::Tensor& grad, const at::
   check_size(grad, "grad", 1, e.size(1));
   check_dim(lse, "lse", 1);
   check_size(lse, "lse", 0, e.size(0));
+}
+
+// a [n, d] floating tensor of per-node features, on the graph's device
+inline void check_node_features(const at::Tensor& t, const char* name, const at::Tensor& rowptr,
+                                c10::DeviceType device) {
+  check_beside(t, name, rowptr, "rowptr", device);
+  check_floating(t, name);
+  check_dim(t, name, 2);
+  check_size(t, name, 0, rowptr.numel() - 1);
+}
+
+// a [n] tensor of per-node values of the given dtype, on the graph's device
+inline void check_per_node(const at::Tensor& t, const char* name, const at::Tensor& rowptr,
+                           at::ScalarType dtype, c10::DeviceType device) {
+  check_beside(t, name, rowptr, "rowptr", device);
+  check_dtype(t, name, dtype);
+  check_dim(t, name, 1);
+  check_size(t, name, 0, rowptr.numel() - 1);
+}
+
+// spmm(rowptr, col, value [E], x [n, d]); the transpose arguments are autograd's alone
+inline void check_spmm_args(const at::Tensor& rowptr, const at::Tensor& col,
+                            const at::Tensor& value, const at::Tensor& x,
+                            c10::DeviceType device) {
+  check_csr(rowptr, "rowptr", col, "col", device);
+  check_beside(value, "value", rowptr, "rowptr", device);
+  check_dim(value, "value", 1);
+  check_size(value, "value", 0, col.numel());
+  check_node_features(x, "x", rowptr, device);
+  check_dtype(value, "value", x.scalar_type());
+}
+
+// spmm_backward_value(rowptr, col, grad_out [n, d], x [n, d])
+inline void check_spmm_backward_value_args(const at::Tensor& rowptr, const at::Tensor& col,
+                                           const at::Tensor& grad_out, const at::Tensor& x,
+                                           c10::DeviceType device) {
+  check_csr(rowptr, "rowptr", col, "col", device);
+  check_node_features(grad_out, "grad_out", rowptr, device);
+  check_node_features(x, "x", rowptr, device);
+  check_dtype(grad_out, "grad_out", x.scalar_type());
+  check_size(grad_out, "grad_out", 1, x.size(1));
+}
+
+// intent_propagate's structure and its transpose: the same number of nodes and of edges
+inline void check_intent_propagate_structures(const at::Tensor& rowptr, const at::Tensor& col,
+                                              const at::Tensor& t_rowptr, const at::Tensor& t_col,
+                                              c10::DeviceType device) {
+  check_csr(rowptr, "rowptr", col, "col", device);
+  check_csr(t_rowptr, "t_rowptr", t_col, "t_col", device);
+  check_same_device(t_rowptr, "t_rowptr", rowptr, "rowptr");
+  check_size(t_rowptr, "t_rowptr", 0, rowptr.numel());
+  check_size(t_col, "t_col", 0, col.numel());
+}
+
+// intent_propagate(structures, r [n, d], x [n, d])
+inline void check_intent_propagate_args(const at::Tensor& rowptr, const at::Tensor& col,
+                                        const at::Tensor& t_rowptr, const at::Tensor& t_col,
+                                        const at::Tensor& r, const at::Tensor& x,
+                                        c10::DeviceType device) {
+  check_intent_propagate_structures(rowptr, col, t_rowptr, t_col, device);
+  check_node_features(r, "r", rowptr, device);
+  check_node_features(x, "x", rowptr, device);
+  check_dtype(r, "r", x.scalar_type());
+  check_size(r, "r", 1, x.size(1));
+}
+
+// intent_propagate_backward(grad, structures, r, x, out, row_sum, norm): grad, r and out [n, d]
+// and row_sum, norm [n], all of x's dtype
+inline void check_intent_propagate_backward_args(
+    const at::Tensor& grad, const at::Tensor& rowptr, const at::Tensor& col,
+    const at::Tensor& t_rowptr, const at::Tensor& t_col, const at::Tensor& r, const at::Tensor& x,
+    const at::Tensor& out, const at::Tensor& row_sum, const at::Tensor& norm,
+    c10::DeviceType device) {
+  check_intent_propagate_structures(rowptr, col, t_rowptr, t_col, device);
+  check_node_features(x, "x", rowptr, device);
+  const auto dtype = x.scalar_type();
+  for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{grad, "grad"},
+                                {r, "r"}, {out, "out"}}) {
+    check_node_features(t, name, rowptr, device);
+    check_dtype(t, name, dtype);
+    check_size(t, name, 1, x.size(1));
+  }
+  check_per_node(row_sum, "row_sum", rowptr, dtype, device);
+  check_per_node(norm, "norm", rowptr, dtype, device);
 }
 
 }  // namespace irllrec_fast

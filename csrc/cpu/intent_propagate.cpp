@@ -16,6 +16,7 @@
 #include <type_traits>
 
 #include "../checks.h"
+#include "../op_checks.h"
 #include "../ops.h"
 #include "dynamic_schedule.h"
 #include "row_partition.h"
@@ -48,20 +49,6 @@ void dispatch_width(int64_t d, F&& f) {
 #define IRLLREC_PICK(kernel, ...) \
   (cpu_has_avx2_fma() ? &avx2_or_base::kernel<__VA_ARGS__> : &base::kernel<__VA_ARGS__>)
 
-void check_features(const at::Tensor& t, const char* name, int64_t n) {
-  check_device(t, name, c10::DeviceType::CPU);
-  check_floating(t, name);
-  check_dim(t, name, 2);
-  check_size(t, name, 0, n);
-}
-
-void check_per_node(const at::Tensor& t, const char* name, int64_t n, at::ScalarType dtype) {
-  check_device(t, name, c10::DeviceType::CPU);
-  check_dtype(t, name, dtype);
-  check_dim(t, name, 1);
-  check_size(t, name, 0, n);
-}
-
 // Parallel loop over n rows of O(d) work each.
 template <typename F>
 void for_rows(int64_t n, int64_t d, F&& f) {
@@ -85,15 +72,8 @@ bool same_tensor(const at::Tensor& a, const at::Tensor& b) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> intent_propagate(
     const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
     const at::Tensor& t_col, const at::Tensor& r, const at::Tensor& x) {
-  check_csr(rowptr, "rowptr", col, "col", c10::DeviceType::CPU);
-  check_csr(t_rowptr, "t_rowptr", t_col, "t_col", c10::DeviceType::CPU);
+  check_intent_propagate_args(rowptr, col, t_rowptr, t_col, r, x, c10::DeviceType::CPU);
   const int64_t n = rowptr.numel() - 1;
-  check_size(t_rowptr, "t_rowptr", 0, n + 1);
-  check_size(t_col, "t_col", 0, col.numel());
-  check_features(r, "r", n);
-  check_features(x, "x", n);
-  check_dtype(r, "r", x.scalar_type());
-  check_size(r, "r", 1, x.size(1));
 
   const auto rowptr_c = rowptr.contiguous();
   const auto col_c = col.contiguous();
@@ -131,22 +111,11 @@ std::tuple<at::Tensor, at::Tensor> intent_propagate_backward(
     const at::Tensor& grad, const at::Tensor& rowptr, const at::Tensor& col,
     const at::Tensor& t_rowptr, const at::Tensor& t_col, const at::Tensor& r, const at::Tensor& x,
     const at::Tensor& out, const at::Tensor& row_sum, const at::Tensor& norm) {
-  check_csr(rowptr, "rowptr", col, "col", c10::DeviceType::CPU);
-  check_csr(t_rowptr, "t_rowptr", t_col, "t_col", c10::DeviceType::CPU);
-  const int64_t n = rowptr.numel() - 1;
-  check_size(t_rowptr, "t_rowptr", 0, n + 1);
-  check_size(t_col, "t_col", 0, col.numel());
-  check_features(x, "x", n);
+  check_intent_propagate_backward_args(grad, rowptr, col, t_rowptr, t_col, r, x, out, row_sum,
+                                       norm, c10::DeviceType::CPU);
   const auto dtype = x.scalar_type();
+  const int64_t n = rowptr.numel() - 1;
   const int64_t d = x.size(1);
-  for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{grad, "grad"},
-                                {r, "r"}, {out, "out"}}) {
-    check_features(t, name, n);
-    check_dtype(t, name, dtype);
-    check_size(t, name, 1, d);
-  }
-  check_per_node(row_sum, "row_sum", n, dtype);
-  check_per_node(norm, "norm", n, dtype);
 
   auto grad_r = at::empty({n, d}, x.options());
   auto grad_x = at::empty({n, d}, x.options());

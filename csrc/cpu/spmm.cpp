@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../checks.h"
+#include "../op_checks.h"
 #include "../ops.h"
 #include "row_partition.h"
 #include "simd.h"
@@ -23,27 +24,12 @@
 
 namespace irllrec_fast {
 namespace cpu {
-namespace {
-
-void check_dense(const at::Tensor& t, const char* name, const at::Tensor& rowptr) {
-  check_device(t, name, c10::DeviceType::CPU);
-  check_floating(t, name);
-  check_dim(t, name, 2);
-  check_size(t, name, 0, rowptr.numel() - 1);
-}
-
-}  // namespace
 
 at::Tensor spmm(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& value,
                 const at::Tensor& t_rowptr, const at::Tensor& t_col, const at::Tensor& t_perm,
                 const at::Tensor& x) {
   (void)t_rowptr, (void)t_col, (void)t_perm;  // consumed by autograd only
-  check_csr(rowptr, "rowptr", col, "col", c10::DeviceType::CPU);
-  check_device(value, "value", c10::DeviceType::CPU);
-  check_dim(value, "value", 1);
-  check_size(value, "value", 0, col.numel());
-  check_dense(x, "x", rowptr);
-  check_dtype(value, "value", x.scalar_type());
+  check_spmm_args(rowptr, col, value, x, c10::DeviceType::CPU);
 
   const auto rowptr_c = rowptr.contiguous();
   const auto col_c = col.contiguous();
@@ -76,11 +62,7 @@ at::Tensor spmm(const at::Tensor& rowptr, const at::Tensor& col, const at::Tenso
 
 at::Tensor spmm_backward_value(const at::Tensor& rowptr, const at::Tensor& col,
                                const at::Tensor& grad_out, const at::Tensor& x) {
-  check_csr(rowptr, "rowptr", col, "col", c10::DeviceType::CPU);
-  check_dense(grad_out, "grad_out", rowptr);
-  check_dense(x, "x", rowptr);
-  check_dtype(grad_out, "grad_out", x.scalar_type());
-  check_size(grad_out, "grad_out", 1, x.size(1));
+  check_spmm_backward_value_args(rowptr, col, grad_out, x, c10::DeviceType::CPU);
 
   const auto rowptr_c = rowptr.contiguous();
   const auto col_c = col.contiguous();

@@ -25,6 +25,7 @@
 #include <tuple>
 
 #include "../checks.h"
+#include "../op_checks.h"
 #include "csr_segments.cuh"
 #include "launch_utils.cuh"
 
@@ -513,32 +514,6 @@ bool use_vec4(int64_t d, std::initializer_list<const void*> ptrs) {
   return true;
 }
 
-void check_features(const at::Tensor& t, const char* name, const at::Tensor& rowptr) {
-  check_device(t, name, c10::DeviceType::CUDA);
-  check_same_device(t, name, rowptr, "rowptr");
-  check_floating(t, name);
-  check_dim(t, name, 2);
-  check_size(t, name, 0, rowptr.numel() - 1);
-}
-
-void check_per_node(const at::Tensor& t, const char* name, const at::Tensor& rowptr,
-                    at::ScalarType dtype) {
-  check_device(t, name, c10::DeviceType::CUDA);
-  check_same_device(t, name, rowptr, "rowptr");
-  check_dtype(t, name, dtype);
-  check_dim(t, name, 1);
-  check_size(t, name, 0, rowptr.numel() - 1);
-}
-
-void check_structures(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
-                      const at::Tensor& t_col) {
-  check_csr(rowptr, "rowptr", col, "col", c10::DeviceType::CUDA);
-  check_csr(t_rowptr, "t_rowptr", t_col, "t_col", c10::DeviceType::CUDA);
-  check_same_device(t_rowptr, "t_rowptr", rowptr, "rowptr");
-  check_size(t_rowptr, "t_rowptr", 0, rowptr.numel());
-  check_size(t_col, "t_col", 0, col.numel());
-}
-
 bool same_tensor(const at::Tensor& a, const at::Tensor& b) {
   return a.data_ptr() == b.data_ptr() && a.sizes() == b.sizes() && a.strides() == b.strides();
 }
@@ -548,11 +523,7 @@ int64_t round_up4(int64_t v) { return (v + 3) / 4 * 4; }
 std::tuple<at::Tensor, at::Tensor, at::Tensor> intent_propagate(
     const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& t_rowptr,
     const at::Tensor& t_col, const at::Tensor& r, const at::Tensor& x) {
-  check_structures(rowptr, col, t_rowptr, t_col);
-  check_features(r, "r", rowptr);
-  check_features(x, "x", rowptr);
-  check_dtype(r, "r", x.scalar_type());
-  check_size(r, "r", 1, x.size(1));
+  check_intent_propagate_args(rowptr, col, t_rowptr, t_col, r, x, c10::DeviceType::CUDA);
 
   const c10::cuda::CUDAGuard guard(x.device());
   const auto rowptr_c = rowptr.contiguous();
@@ -604,18 +575,10 @@ std::tuple<at::Tensor, at::Tensor> intent_propagate_backward(
     const at::Tensor& grad, const at::Tensor& rowptr, const at::Tensor& col,
     const at::Tensor& t_rowptr, const at::Tensor& t_col, const at::Tensor& r, const at::Tensor& x,
     const at::Tensor& out, const at::Tensor& row_sum, const at::Tensor& norm) {
-  check_structures(rowptr, col, t_rowptr, t_col);
-  check_features(x, "x", rowptr);
+  check_intent_propagate_backward_args(grad, rowptr, col, t_rowptr, t_col, r, x, out, row_sum,
+                                       norm, c10::DeviceType::CUDA);
   const auto dtype = x.scalar_type();
   const int64_t d = x.size(1);
-  for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{grad, "grad"},
-                                {r, "r"}, {out, "out"}}) {
-    check_features(t, name, rowptr);
-    check_dtype(t, name, dtype);
-    check_size(t, name, 1, d);
-  }
-  check_per_node(row_sum, "row_sum", rowptr, dtype);
-  check_per_node(norm, "norm", rowptr, dtype);
 
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t n = rowptr.numel() - 1;

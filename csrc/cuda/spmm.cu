@@ -15,6 +15,7 @@
 #include <initializer_list>
 
 #include "../checks.h"
+#include "../op_checks.h"
 #include "csr_segments.cuh"
 #include "launch_utils.cuh"
 
@@ -157,14 +158,6 @@ spmm_value_grad_kernel(const int32_t* __restrict__ rowptr, const int32_t* __rest
   }
 }
 
-void check_dense(const at::Tensor& t, const char* name, const at::Tensor& rowptr) {
-  check_device(t, name, c10::DeviceType::CUDA);
-  check_floating(t, name);
-  check_dim(t, name, 2);
-  check_size(t, name, 0, rowptr.numel() - 1);
-  check_same_device(t, name, rowptr, "rowptr");
-}
-
 // Float rows whose width is a multiple of 4 and whose base is 16-byte aligned use float4 loads.
 template <typename scalar_t>
 bool use_vec4(int64_t d, std::initializer_list<const void*> ptrs) {
@@ -185,13 +178,7 @@ at::Tensor spmm(const at::Tensor& rowptr, const at::Tensor& col, const at::Tenso
                 const at::Tensor& t_rowptr, const at::Tensor& t_col, const at::Tensor& t_perm,
                 const at::Tensor& x) {
   (void)t_rowptr, (void)t_col, (void)t_perm;  // consumed by autograd only
-  check_csr(rowptr, "rowptr", col, "col", c10::DeviceType::CUDA);
-  check_device(value, "value", c10::DeviceType::CUDA);
-  check_same_device(value, "value", rowptr, "rowptr");
-  check_dim(value, "value", 1);
-  check_size(value, "value", 0, col.numel());
-  check_dense(x, "x", rowptr);
-  check_dtype(value, "value", x.scalar_type());
+  check_spmm_args(rowptr, col, value, x, c10::DeviceType::CUDA);
 
   const c10::cuda::CUDAGuard guard(x.device());
   const auto rowptr_c = rowptr.contiguous();
@@ -236,11 +223,7 @@ at::Tensor spmm(const at::Tensor& rowptr, const at::Tensor& col, const at::Tenso
 
 at::Tensor spmm_backward_value(const at::Tensor& rowptr, const at::Tensor& col,
                                const at::Tensor& grad_out, const at::Tensor& x) {
-  check_csr(rowptr, "rowptr", col, "col", c10::DeviceType::CUDA);
-  check_dense(grad_out, "grad_out", rowptr);
-  check_dense(x, "x", rowptr);
-  check_dtype(grad_out, "grad_out", x.scalar_type());
-  check_size(grad_out, "grad_out", 1, x.size(1));
+  check_spmm_backward_value_args(rowptr, col, grad_out, x, c10::DeviceType::CUDA);
 
   const c10::cuda::CUDAGuard guard(x.device());
   const auto rowptr_c = rowptr.contiguous();
