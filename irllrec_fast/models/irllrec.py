@@ -219,20 +219,6 @@ class IRLLRec(Recommender):
             out = mlp(x)
         return out.to(x.dtype)
 
-    def _text_mlp_first_layer(self, mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """The pre-activation mlp[0](x), in the MLP precision (finish with _text_mlp_rest)."""
-        with self._mlp_precision(x):
-            return mlp[0](x)
-
-    def _text_mlp_rest(self, mlp: nn.Module, hidden: torch.Tensor, dtype: torch.dtype
-                       ) -> torch.Tensor:
-        """mlp[2](LeakyReLU(hidden)) with the activation in place: autograd then saves its output
-        alone (the slope is positive, so the output's sign gives the derivative) instead of its
-        input and output. `hidden` is overwritten."""
-        with self._mlp_precision(hidden):
-            out = mlp[2](F.leaky_relu(hidden, mlp[1].negative_slope, inplace=True))
-        return out.to(dtype)
-
     def _row_blocked(self, x: torch.Tensor) -> bool:
         """Whether the text MLPs run with their second halves in row blocks (_text_tail.py): on
         the CPU in float precision, unless _text_tail.BLOCK_ROWS is None; under torch.compile
@@ -242,14 +228,21 @@ class IRLLRec(Recommender):
 
     def _text_mlp_lean(self, mlp: nn.Module, x: torch.Tensor, on_hidden=None) -> torch.Tensor:
         """The same values as _text_mlp(mlp, x) with fewer [rows, hidden] buffers; on_hidden, if
-        given, reads the first layer's output before the activation overwrites it."""
+        given, reads the first layer's output before the activation overwrites it.
+
+        Whole tensors (GPU, bfloat16, torch.compile): the LeakyReLU runs in place on the first
+        layer's output, so autograd saves its output alone (the slope is positive, so the output's
+        sign gives the derivative) instead of its input and output."""
         if self._row_blocked(x):
             return leaky_mlp(x, mlp[0].weight, mlp[0].bias, mlp[2].weight, mlp[2].bias,
                              mlp[1].negative_slope, on_hidden=on_hidden)
-        hidden = self._text_mlp_first_layer(mlp, x)
+        with self._mlp_precision(x):
+            hidden = mlp[0](x)
         if on_hidden is not None:
             on_hidden(hidden)
-        return self._text_mlp_rest(mlp, hidden, x.dtype)
+        with self._mlp_precision(x):
+            out = mlp[2](F.leaky_relu(hidden, mlp[1].negative_slope, inplace=True))
+        return out.to(x.dtype)
 
     @torch.no_grad()
     def _momentum_update(self) -> None:
