@@ -3,6 +3,7 @@ the same shape, flagged in extra_info) and large synthetic graphs for GPUs."""
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -69,5 +70,11 @@ def random_features(num_rows: int, d: int, seed: int = 0, device="cpu"):
     return torch.randn(num_rows, d, generator=gen, device=device)
 
 
+def prototypes(d: int, k: int, device="cpu", seed: int = 2):
+    """Xavier-uniform intent prototypes [d, K], as the model initialises them."""
+    uniform = torch.rand(d, k, generator=torch.Generator().manual_seed(seed))
+    return ((uniform * 2 - 1) * math.sqrt(6.0 / (d + k))).to(device)
+
+
 __all__ = ["DATASET_SHAPES", "LARGE_SHAPES", "dataset_graph", "normalized_graph", "sizes",
-           "random_features"]
+           "random_features", "prototypes"]

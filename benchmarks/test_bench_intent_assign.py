@@ -1,23 +1,15 @@
 """intent_assign: the fused kernel against its reference (softmax(e w) w^T in eager PyTorch, which
 materialises the [n, K] logits and probabilities), forward and forward+backward (gradients for e
 and w), on every node of the datasets' graphs. Groups: intent_assign-<fwd|fwdbwd>-<graph>-d<d>-K<K>."""
-import math
-
 import pytest
 import torch
 
 from conftest import synchronize
-from inputs import dataset_graph, random_features
+from inputs import dataset_graph, prototypes, random_features
 from irllrec_fast import ops
 
 IMPLS = {"fused": ops.intent_assign, "reference": ops.reference.intent_assign}
 K = 128
-
-
-def prototypes(d, k, device, seed=2):
-    """Xavier-uniform [d, K], as the model initialises them."""
-    uniform = torch.rand(d, k, generator=torch.Generator().manual_seed(seed))
-    return ((uniform * 2 - 1) * math.sqrt(6.0 / (d + k))).to(device)
 
 
 @pytest.mark.parametrize("d", [32])
