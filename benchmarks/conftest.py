@@ -72,6 +72,19 @@ def record(benchmark, fn, device, rounds=None, warmup_rounds=1, memory_fn=None, 
         peak_extra_bytes(memory_fn or fn, device) / 2**20, 2)
 
 
+def assert_paths_agree(paths, run, leaves, tol):
+    """Correctness before timing. run(path, tensors) does one forward and backward of a path on
+    fresh requires-grad copies of `leaves` and returns its outputs, detached; every other path
+    must give the first one's outputs and leaf gradients (atol = rtol = tol)."""
+    results = []
+    for path in paths:
+        tensors = [t.clone().requires_grad_() for t in leaves]
+        results.append(tuple(run(path, tensors)) + tuple(t.grad for t in tensors))
+    for other in results[1:]:
+        for actual, expected in zip(results[0], other):
+            torch.testing.assert_close(actual, expected, atol=tol, rtol=tol)
+
+
 def benchmark_rounds(device):
     return 20 if device.type == "cuda" else 5
 

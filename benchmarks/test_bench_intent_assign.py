@@ -4,7 +4,7 @@ and w), on every node of the datasets' graphs. Groups: intent_assign-<fwd|fwdbwd
 import pytest
 import torch
 
-from conftest import synchronize
+from conftest import assert_paths_agree, synchronize
 from inputs import dataset_graph, prototypes, random_features
 from irllrec_fast import ops
 
@@ -25,15 +25,11 @@ def test_intent_assign(benchmark, run_benchmark, bench_device, graph_name, d, pa
     w = prototypes(d, K, bench_device)
     grad = random_features(graph.num_nodes, d, seed=1, device=bench_device)
 
-    # correctness before timing, outputs and gradients
-    results = []
-    for f in IMPLS.values():
-        ee, ww = e.clone().requires_grad_(), w.clone().requires_grad_()
-        out = f(ee, ww)
+    def forward_backward(f, tensors):
+        out = f(*tensors)
         out.backward(grad)
-        results.append((out.detach(), ee.grad, ww.grad))
-    for a, b in zip(*results):
-        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+        return (out.detach(),)
+    assert_paths_agree(IMPLS.values(), forward_backward, [e, w], tol=1e-3)
 
     if pass_ == "fwd":
         def step():

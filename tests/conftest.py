@@ -1,4 +1,5 @@
-"""Shared test settings: the devices every op test runs on and one dtype -> tolerance table."""
+"""Shared test settings: the devices every op test runs on, one dtype -> tolerance table, and the
+comparisons the op tests share."""
 import os
 from pathlib import Path
 
@@ -23,6 +24,20 @@ def assert_close(actual, expected, dtype=None, scale=1.0):
     """torch.testing.assert_close with the table's tolerances (atol scaled by `scale`)."""
     atol, rtol = TOLERANCES[dtype or expected.dtype]
     torch.testing.assert_close(actual, expected, atol=atol * scale, rtol=rtol)
+
+
+def assert_compiles_like_eager(fn, inputs):
+    """torch.compile(fn, fullgraph=True) gives eager's scalar value and its gradients with respect
+    to `inputs`; a graph break fails. The aot_eager backend traces through the ops' fake and
+    autograd registrations without needing a C++ compiler."""
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    expected = fn(*inputs)
+    expected_grads = torch.autograd.grad(expected, inputs)
+    got = compiled(*inputs)
+    got_grads = torch.autograd.grad(got, inputs)
+    assert_close(got, expected)
+    for actual, wanted in zip(got_grads, expected_grads):
+        assert_close(actual, wanted)
 
 
 @pytest.fixture(params=DEVICES)

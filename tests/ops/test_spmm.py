@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import DEVICES, assert_close
+from conftest import DEVICES, assert_close, assert_compiles_like_eager
 from irllrec_fast import CSRGraph, ops, testing
 from irllrec_fast.ops import reference
 
@@ -143,13 +143,7 @@ def test_torch_compile_fullgraph(device):
     def two_layers(x):
         return ops.spmm(graph, ops.spmm(graph, x)).square().sum()
 
-    compiled = torch.compile(two_layers, fullgraph=True, backend="aot_eager")
-    expected = two_layers(x)
-    (expected_grad,) = torch.autograd.grad(expected, x)
-    got = compiled(x)
-    (got_grad,) = torch.autograd.grad(got, x)
-    assert_close(got, expected)
-    assert_close(got_grad, expected_grad)
+    assert_compiles_like_eager(two_layers, (x,))
 
 
 class TestBadInput:
