@@ -1,10 +1,15 @@
 """Loads the compiled kernels (irllrec_fast._C) once.
 
 Importing irllrec_fast never fails because of the extension: the pure-PyTorch paths
-(`impl="torch"`) work without it. Anything that needs a kernel calls `require()`, which turns a
-failed load into an error that says how to rebuild.
+(`impl="torch"`) work without it. Anything that needs a kernel calls `require(device)`, which
+turns a failed load, or a build without the CUDA kernels asked to run on a GPU, into an error that
+says how to rebuild.
 """
 from __future__ import annotations
+
+from typing import Optional
+
+import torch
 
 REBUILD_HINT = (
     "build it with `pip install --no-build-isolation .` in an environment that already has torch "
@@ -14,7 +19,8 @@ REBUILD_HINT = (
 
 
 class ExtensionNotLoadedError(ImportError):
-    """The compiled kernels are missing or were built against another torch."""
+    """The compiled kernels are missing, were built against another torch, or lack the kernels
+    of the device asked for (a build without the CUDA toolkit has CPU kernels only)."""
 
 
 try:
@@ -24,6 +30,12 @@ try:
 except ImportError as error:  # not built, or built for another torch / Python
     _C = None
     _load_error = error
+
+
+# Whether the CUDA kernels were compiled in (setup.py builds them only where it finds a CUDA
+# toolkit). A plain bool read by require(), so that torch.compile traces through the check.
+_CUDA_KERNELS = _C is not None and torch._C._dispatch_has_kernel_for_dispatch_key(
+    "irllrec_fast::spmm", "CUDA")
 
 
 def available() -> bool:
@@ -45,7 +57,15 @@ def load_error_message() -> str:
     return f"irllrec_fast._C could not be loaded ({_load_error}); {REBUILD_HINT}.{_shadowing_hint()}"
 
 
-def require() -> None:
-    """Raises ExtensionNotLoadedError, with the fix, unless the kernels are loaded."""
+def require(device: Optional[torch.device] = None) -> None:
+    """Raises ExtensionNotLoadedError, with the fix, unless the kernels are loaded and, for a CUDA
+    `device`, were built with their CUDA kernels. Without the check, a CPU-only build would fail
+    on a GPU deep inside the dispatcher, naming neither the cause nor the fix."""
     if _C is None:
         raise ExtensionNotLoadedError(load_error_message())
+    if device is not None and device.type == "cuda" and not _CUDA_KERNELS:
+        raise ExtensionNotLoadedError(
+            f"irllrec_fast was built without its CUDA kernels (setup.py found no CUDA toolkit), so "
+            f"the fused operators cannot run on {device}; rebuild where nvcc is installed (README, "
+            f"Building: CUDA_HOME, FORCE_CUDA), check with `python -m irllrec_fast.info`, or use "
+            f"impl='torch' (--impl torch)")

@@ -133,7 +133,7 @@ def train(args) -> int:
     device = _device(args.device)
     import torch
 
-    from . import config as config_mod
+    from . import _library, config as config_mod
     from .evaluation import format_table
     from .models import build_model
     from .trainer import CHECKPOINT, Trainer
@@ -154,7 +154,10 @@ def train(args) -> int:
     torch.manual_seed(run.train.seed)
     try:
         model = build_model(run.model, dataset.train_graph(), run.model_config,
-                            text=dataset.text, impl=args.impl).to(device)
+                            text=dataset.text, impl=args.impl)
+        if model.impl == "fused":  # a CPU-only build asked for a GPU: say so before training
+            _library.require(device)
+        model = model.to(device)
     except (RuntimeError, ImportError) as error:  # --impl fused without the kernels
         raise UsageError(str(error).splitlines()[0]) from None
     log(dataset.summary())

@@ -60,7 +60,7 @@ def infonce(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, temperature: floa
     (three TF32 products per product, "3xTF32"), or with one TF32 product, like torch's matmuls,
     when `torch.backends.cuda.matmul.allow_tf32` is True when the forward or backward runs.
     """
-    require()
+    require(a.device)
     check_infonce_args(a, b, c, temperature)
     loss, _ = torch.ops.irllrec_fast.infonce(a, b, c, float(temperature))
     return loss

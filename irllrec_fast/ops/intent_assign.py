@@ -40,7 +40,7 @@ def intent_assign(e: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         e: [n, d] embeddings, float32 or float64, differentiable.
         w: [d, K] prototypes (K columns, any K >= 1), same dtype and device, differentiable.
     """
-    require()
+    require(e.device)
     _check(e, w)
     out, _ = torch.ops.irllrec_fast.intent_assign(e, w)
     return out

@@ -34,7 +34,7 @@ def intent_propagate(graph, r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         r: [num_nodes, d] intents (e.g. from `intent_assign`), differentiable.
         x: [num_nodes, d] features to aggregate, same dtype as r, differentiable.
     """
-    require()
+    require(x.device)
     check_graph_features(graph, r, "r")
     check_graph_features(graph, x, "x")
     if r.dtype != x.dtype:

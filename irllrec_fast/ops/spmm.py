@@ -22,7 +22,7 @@ def spmm(graph, x: torch.Tensor, value: Optional[torch.Tensor] = None) -> torch.
         x: [num_nodes, d] float32 (CPU/CUDA) or float64 (CPU; CUDA too), differentiable.
         value: optional [num_edges] edge weights ordered like `graph.col`; differentiable.
     """
-    require()
+    require(x.device)
     check_graph_features(graph, x)
     overridden = value is not None
     if overridden:
