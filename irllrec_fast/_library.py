@@ -57,13 +57,18 @@ def load_error_message() -> str:
     return f"irllrec_fast._C could not be loaded ({_load_error}); {REBUILD_HINT}.{_shadowing_hint()}"
 
 
+def kernels_for(device: Optional[torch.device] = None) -> bool:
+    """Whether the kernels are loaded and can run on `device` (None: on the CPU at least)."""
+    return _C is not None and (device is None or device.type != "cuda" or _CUDA_KERNELS)
+
+
 def require(device: Optional[torch.device] = None) -> None:
     """Raises ExtensionNotLoadedError, with the fix, unless the kernels are loaded and, for a CUDA
     `device`, were built with their CUDA kernels. Without the check, a CPU-only build would fail
     on a GPU deep inside the dispatcher, naming neither the cause nor the fix."""
     if _C is None:
         raise ExtensionNotLoadedError(load_error_message())
-    if device is not None and device.type == "cuda" and not _CUDA_KERNELS:
+    if not kernels_for(device):
         raise ExtensionNotLoadedError(
             f"irllrec_fast was built without its CUDA kernels (setup.py found no CUDA toolkit), so "
             f"the fused operators cannot run on {device}; rebuild where nvcc is installed (README, "

@@ -127,6 +127,16 @@ def _load_data(args):
     return load_folder(folder, args.format, text_dir=args.text)
 
 
+def _operators(impl, device):
+    """--impl as given; by default the fused operators where this build has kernels for the
+    device (the model's own default), else the references."""
+    from . import _library
+
+    if impl is None and not _library.kernels_for(device):
+        return "torch"
+    return impl
+
+
 def train(args) -> int:
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
@@ -154,7 +164,7 @@ def train(args) -> int:
     torch.manual_seed(run.train.seed)
     try:
         model = build_model(run.model, dataset.train_graph(), run.model_config,
-                            text=dataset.text, impl=args.impl)
+                            text=dataset.text, impl=_operators(args.impl, device))
         if model.impl == "fused":  # a CPU-only build asked for a GPU: say so before training
             _library.require(device)
         model = model.to(device)

@@ -6,9 +6,10 @@ original semantics. Each takes `impl="fused" | "torch"`:
 
 - "torch" is the literal formula of the original code (it materialises the B x M similarity
   matrix, and like the original its plain exp-sum can overflow for very small temperatures);
-- "fused" (the default when the compiled operators are loaded) runs `ops.infonce`, which never
-  materialises B x M and computes the log-sum-exp stably; its row normalisations and
-  `reg_params` have hand-written backwards (`_lean_autograd`: the same values in fewer kernels).
+- "fused" (the default when the compiled operators are loaded with kernels for the inputs'
+  device) runs `ops.infonce`, which never materialises B x M and computes the log-sum-exp
+  stably; its row normalisations and `reg_params` have hand-written backwards
+  (`_lean_autograd`: the same values in fewer kernels).
 
 Shapes: B rows of anchors/positives, M candidates, d features.
 """
@@ -29,14 +30,16 @@ def _fused_available() -> bool:
     return _library.available() and hasattr(ops, "infonce")
 
 
-def resolve_impl(impl: Optional[str]) -> str:
-    """'fused' or 'torch'; None picks fused when the compiled operators are loaded."""
+def resolve_impl(impl: Optional[str], device: Optional[torch.device] = None) -> str:
+    """'fused' or 'torch' for inputs on `device`. None picks fused when the compiled operators are
+    loaded with kernels for that device (a build without the CUDA toolkit has none for a GPU);
+    an explicit 'fused' that cannot run there raises, saying why."""
     if impl is None:
-        return "fused" if _fused_available() else "torch"
+        return "fused" if _fused_available() and _library.kernels_for(device) else "torch"
     if impl not in _IMPLS:
         raise ValueError(f"impl must be 'fused' or 'torch', got {impl!r}")
     if impl == "fused":
-        _library.require()
+        _library.require(device)
     return impl
 
 
@@ -65,7 +68,7 @@ def _sum_of_squares(tensors, impl: Optional[str]) -> torch.Tensor:
     if not tensors:
         return torch.zeros(())
     same_kind = len({(t.dtype, t.device) for t in tensors}) == 1
-    if resolve_impl(impl) == "fused" and same_kind:
+    if resolve_impl(impl, tensors[0].device) == "fused" and same_kind:
         return _lean_autograd.sum_of_squares(tensors)
     return sum(t.square().sum() for t in tensors)
 
@@ -91,7 +94,7 @@ def cal_infonce_loss(embeds1: torch.Tensor, embeds2: torch.Tensor, all_embeds2: 
     _check_rows("embeds1", embeds1)
     _check_rows("embeds2", embeds2, embeds1.shape[1])
     _check_rows("all_embeds2", all_embeds2, embeds1.shape[1])
-    fused = resolve_impl(impl) == "fused"
+    fused = resolve_impl(impl, embeds1.device) == "fused"
     normalize = _lean_autograd.rlm_normalize if fused else _rlm_normalize
     a, b = normalize(embeds1), normalize(embeds2)
     c = b if all_embeds2 is embeds2 else normalize(all_embeds2)
@@ -114,7 +117,7 @@ def ssl_con_loss(x: torch.Tensor, y: torch.Tensor, temp: float = 1.0, *,
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must have the same number of rows, got {x.shape[0]} and "
                          f"{y.shape[0]}")
-    if resolve_impl(impl) == "torch":
+    if resolve_impl(impl, x.device) == "torch":
         x, y = F.normalize(x), F.normalize(y)
         mole = torch.exp(torch.sum(x * y, dim=1) / temp)
         deno = torch.sum(torch.exp(x @ y.T / temp), dim=1)
@@ -161,7 +164,7 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, candidates: Optional[torch.Tensor
                          f"{b.shape[0]}")
     if symmetric and candidates is not None:
         raise ValueError("symmetric=True needs in-batch candidates (candidates=None)")
-    impl = resolve_impl(impl)
+    impl = resolve_impl(impl, a.device)
     normalize = _lean_autograd.unit_rows if impl == "fused" else F.normalize
     a, b = normalize(a), normalize(b)
     c = b if candidates is None else normalize(candidates)

@@ -1,8 +1,9 @@
-"""irllrec_fast._library: what a build without the CUDA kernels says when asked to run on a GPU.
+"""A build without the CUDA kernels meeting a GPU: the ops and an explicit impl="fused" refuse with
+the cause and the fix; the losses' and the command line's defaults pick the references.
 
 CUDA tensors cannot be made on a CPU-only machine, so these tests stand a CPU-only build in by
-setting the module's flag, and check the wiring: each op asks `require` about its input's device,
-and the command line asks before training."""
+setting _library's flag, and check the wiring: each op and each loss asks about its input's
+device, and the command line asks before training."""
 import importlib
 
 import pytest
@@ -57,3 +58,39 @@ def test_the_command_line_says_so_in_one_line(monkeypatch, capsys):
     assert code == 2
     assert len(lines) == 1 and lines[0].startswith("irllrec-fast: error: "), lines
     assert "built without its CUDA kernels" in lines[0]
+
+
+def test_the_losses_pick_the_references_where_the_build_has_no_kernels(monkeypatch):
+    from irllrec_fast import losses
+
+    monkeypatch.setattr(_library, "_CUDA_KERNELS", False)
+    assert losses.resolve_impl(None, torch.device("cuda")) == "torch"
+    assert losses.resolve_impl(None, torch.device("cpu")) == "fused"
+    assert losses.resolve_impl(None) == "fused"
+    with pytest.raises(ExtensionNotLoadedError, match="built without its CUDA kernels"):
+        losses.resolve_impl("fused", torch.device("cuda"))
+    assert losses.resolve_impl("torch", torch.device("cuda")) == "torch"
+
+
+def test_every_loss_resolves_for_its_inputs_device(monkeypatch):
+    from irllrec_fast import losses
+
+    asked = []
+    resolve = losses.resolve_impl
+    monkeypatch.setattr(losses, "resolve_impl",
+                        lambda impl, device=None: asked.append(device) or resolve(impl, device))
+    x = torch.randn(6, 4)
+    losses.cal_infonce_loss(x, x, x)
+    losses.ssl_con_loss(x, x)
+    losses.info_nce(x, x)
+    losses.reg_params(torch.nn.Linear(4, 2))
+    assert asked == [torch.device("cpu")] * 4
+
+
+def test_the_command_lines_default_operators_follow_the_build(monkeypatch):
+    monkeypatch.setattr(_library, "_CUDA_KERNELS", False)
+    assert cli._operators(None, torch.device("cuda")) == "torch"
+    assert cli._operators(None, torch.device("cpu")) is None  # the model's default: fused
+    assert cli._operators("fused", torch.device("cuda")) == "fused"  # refused before training
+    monkeypatch.setattr(_library, "_CUDA_KERNELS", True)
+    assert cli._operators(None, torch.device("cuda")) is None
