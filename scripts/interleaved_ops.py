@@ -35,16 +35,16 @@ from irllrec_fast import losses, ops  # noqa: E402
 D, K = 32, 128
 
 
-def _timed(fn, grad_of, leaves):
-    """A callable that runs fn's forward and backward and returns its seconds (synchronised on a
-    GPU); grad_of(out) is the gradient the backward starts from. The leaves' gradients are
-    dropped first (untimed), so that no call adds into the last one's."""
+def _timed(fn, grad, leaves):
+    """A callable that runs fn's forward and its backward from `grad` (None for a scalar) and
+    returns its seconds (synchronised on a GPU). The leaves' gradients are dropped first
+    (untimed), so that no call adds into the last one's."""
     def call() -> float:
         for leaf in leaves:
             leaf.grad = None
         start = time.perf_counter()
         out = fn()
-        out.backward(grad_of(out))
+        out.backward(grad)
         if out.device.type == "cuda":
             torch.cuda.synchronize(out.device)
         return time.perf_counter() - start
@@ -56,7 +56,7 @@ def intent_assign_pair(dataset: str, device: torch.device):
     e = random_features(graph.num_nodes, D, device=device).requires_grad_()
     w = prototypes(D, K, device).requires_grad_()
     grad = random_features(graph.num_nodes, D, seed=1, device=device)
-    return {impl: _timed(lambda f=f: f(e, w), lambda out: grad, (e, w))
+    return {impl: _timed(lambda f=f: f(e, w), grad, (e, w))
             for impl, f in (("fused", ops.intent_assign),
                             ("reference", ops.reference.intent_assign))}
 
@@ -66,7 +66,7 @@ def intent_propagate_pair(dataset: str, device: torch.device):
     r = random_features(graph.num_nodes, D, device=device).requires_grad_()
     x = random_features(graph.num_nodes, D, seed=1, device=device).requires_grad_()
     grad = random_features(graph.num_nodes, D, seed=2, device=device)
-    return {impl: _timed(lambda f=f: f(graph, r, x), lambda out: grad, (r, x))
+    return {impl: _timed(lambda f=f: f(graph, r, x), grad, (r, x))
             for impl, f in (("fused", ops.intent_propagate),
                             ("reference", ops.reference.intent_propagate))}
 
@@ -75,8 +75,8 @@ def ssl_con_loss_pair(dataset: str, device: torch.device):
     users, items, _ = DATASET_SHAPES[dataset]
     x = random_features(users + items, D, device=device).requires_grad_()
     y = random_features(users + items, D, seed=1, device=device).requires_grad_()
-    return {impl: _timed(lambda impl=impl: losses.ssl_con_loss(x, y, 1.0, impl=impl),
-                         lambda out: None, (x, y))
+    return {impl: _timed(lambda impl=impl: losses.ssl_con_loss(x, y, 1.0, impl=impl), None,
+                         (x, y))
             for impl in ("fused", "torch")}
 
 
