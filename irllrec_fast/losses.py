@@ -12,6 +12,11 @@ original semantics. Each takes `impl="fused" | "torch"`:
   (`_lean_autograd`: the same values in fewer kernels).
 
 Shapes: B rows of anchors/positives, M candidates, d features.
+
+Mixed precision: the fused kernels compute in float32 or float64. Half-precision inputs
+(bfloat16, float16, as autocast makes them) enter the fused InfoNCE losses as float32, the way
+autocast itself runs exp, log and sum in float32: the loss comes out float32 and the gradients
+flow back in the inputs' own dtypes.
 """
 from __future__ import annotations
 
@@ -41,6 +46,21 @@ def resolve_impl(impl: Optional[str], device: Optional[torch.device] = None) -> 
     if impl == "fused":
         _library.require(device)
     return impl
+
+
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def _kernel_precision(*tensors):
+    """The tensors, half-precision ones taken to float32 for the fused kernels (module docstring).
+    A tensor passed twice stays one tensor, so that `c is b` still holds for the kernel."""
+    cast = {}
+    out = []
+    for t in tensors:
+        if t is not None and t.dtype in _HALF_DTYPES:
+            t = cast.setdefault(id(t), t.float())
+        out.append(t)
+    return out
 
 
 def _rlm_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -95,6 +115,8 @@ def cal_infonce_loss(embeds1: torch.Tensor, embeds2: torch.Tensor, all_embeds2: 
     _check_rows("embeds2", embeds2, embeds1.shape[1])
     _check_rows("all_embeds2", all_embeds2, embeds1.shape[1])
     fused = resolve_impl(impl, embeds1.device) == "fused"
+    if fused:
+        embeds1, embeds2, all_embeds2 = _kernel_precision(embeds1, embeds2, all_embeds2)
     normalize = _lean_autograd.rlm_normalize if fused else _rlm_normalize
     a, b = normalize(embeds1), normalize(embeds2)
     c = b if all_embeds2 is embeds2 else normalize(all_embeds2)
@@ -125,6 +147,7 @@ def ssl_con_loss(x: torch.Tensor, y: torch.Tensor, temp: float = 1.0, *,
     # rest = -pos + lse per row, with pos = <x_n, y_n>/temp and lse = log sum_m exp(<x_n, y_m>/temp);
     # mole / (deno + 1e-8) = exp(-rest - log1p(1e-8 exp(-lse))), and log1p(1e-8 exp(-lse)) =
     # softplus(log(1e-8) - lse), which neither overflows nor gives inf / inf gradients.
+    x, y = _kernel_precision(x, y)
     x, y = _lean_autograd.unit_rows(x), _lean_autograd.unit_rows(y)
     rest = ops.infonce(x, y, y, float(temp))
     lse = rest + (x * y).sum(1) / temp
@@ -165,6 +188,8 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, candidates: Optional[torch.Tensor
     if symmetric and candidates is not None:
         raise ValueError("symmetric=True needs in-batch candidates (candidates=None)")
     impl = resolve_impl(impl, a.device)
+    if impl == "fused":
+        a, b, candidates = _kernel_precision(a, b, candidates)
     normalize = _lean_autograd.unit_rows if impl == "fused" else F.normalize
     a, b = normalize(a), normalize(b)
     c = b if candidates is None else normalize(candidates)

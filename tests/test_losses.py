@@ -224,6 +224,57 @@ def test_ssl_con_loss_far_below_every_candidate(device):
     assert_same(got, want, torch.float32, scale=100)
 
 
+HALF_PRECISION_LOSSES = {
+    "cal_infonce_loss": lambda a, b, c: losses.cal_infonce_loss(a, b, c, 0.2, impl="fused"),
+    "cal_infonce_loss in-batch": lambda a, b, c: losses.cal_infonce_loss(a, b, b, 0.2,
+                                                                         impl="fused"),
+    "ssl_con_loss": lambda a, b, c: losses.ssl_con_loss(a, b, impl="fused"),
+    "info_nce": lambda a, b, c: losses.info_nce(a, b, c, impl="fused"),
+    "info_nce symmetric": lambda a, b, c: losses.info_nce(a, b, symmetric=True, impl="fused"),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", list(HALF_PRECISION_LOSSES))
+def test_fused_losses_take_half_precision_in_float32(device, dtype, name):
+    """As autocast makes them: the loss is that of the same values in float32, and each input's
+    gradient is the float32 one in the input's dtype."""
+    loss_fn = HALF_PRECISION_LOSSES[name]
+    inputs = [rows(n, 16, device, seed=s).to(dtype) for n, s in ((12, 1), (12, 2), (30, 3))]
+    half = [x.clone().requires_grad_() for x in inputs]
+    full = [x.float().requires_grad_() for x in inputs]
+    value, want = loss_fn(*half), loss_fn(*full)
+    assert value.dtype == torch.float32
+    assert torch.equal(value.detach(), want.detach())
+    grads = torch.autograd.grad(value, half, allow_unused=True, materialize_grads=True)
+    want_grads = torch.autograd.grad(want, full, allow_unused=True, materialize_grads=True)
+    for g, w in zip(grads, want_grads):
+        assert g.dtype == dtype and torch.equal(g, w.to(dtype))
+    # and near the literal formula computed in float64 from the same half-precision values
+    reference = {"cal_infonce_loss": lambda a, b, c: spec_nce(a, b, c, 0.2),
+                 "cal_infonce_loss in-batch": lambda a, b, c: spec_nce(a, b, b, 0.2),
+                 "ssl_con_loss": lambda a, b, c: spec_translation(a, b),
+                 "info_nce": lambda a, b, c: spec_info_nce(a, b, c, 0.2).mean(),
+                 "info_nce symmetric": lambda a, b, c: 0.5 * (spec_info_nce(a, b, b, 0.2)
+                                                             + spec_info_nce(b, a, a, 0.2)).mean()}
+    expected = reference[name](*(x.double() for x in inputs))
+    torch.testing.assert_close(value.double(), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_fused_losses_under_autocast(device):
+    """A bfloat16 linear layer under autocast feeds cal_infonce_loss: finite float32 loss, and
+    the layer's float32 weight gets its gradient through the bfloat16 activations."""
+    layer = torch.nn.Linear(16, 16).to(device)
+    x, y = rows(12, 16, device, torch.float32, seed=1), rows(12, 16, device, torch.float32, seed=2)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        anchors = layer(x)
+        loss = losses.cal_infonce_loss(anchors, y, y, 0.2, impl="fused")
+    assert anchors.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    loss.backward()
+    assert torch.isfinite(loss) and layer.weight.grad is not None
+    assert torch.isfinite(layer.weight.grad).all() and layer.weight.grad.abs().sum() > 0
+
+
 def test_impl_switch():
     expected = "fused" if _library.available() else "torch"
     assert losses.resolve_impl(None) == expected
