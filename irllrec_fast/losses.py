@@ -17,6 +17,9 @@ Mixed precision: the fused kernels compute in float32 or float64. Half-precision
 (bfloat16, float16, as autocast makes them) enter the fused InfoNCE losses as float32, the way
 autocast itself runs exp, log and sum in float32: the loss comes out float32 and the gradients
 flow back in the inputs' own dtypes.
+
+A temperature may be a float or a one-element tensor; one that requires grad (learnable) gets its
+gradient on both paths.
 """
 from __future__ import annotations
 
@@ -61,6 +64,19 @@ def _kernel_precision(*tensors):
             t = cast.setdefault(id(t), t.float())
         out.append(t)
     return out
+
+
+def _scaled_for_kernel(anchors: torch.Tensor, temperature):
+    """(anchors, tau) for ops.infonce, which takes tau as a plain float. A learnable temperature
+    (a tensor that requires grad) divides the anchors instead, with tau = 1: the logits
+    <a / t, c> are the same, and autograd then reaches the temperature."""
+    learnable = isinstance(temperature, torch.Tensor) and temperature.requires_grad
+    value = float(temperature.detach() if isinstance(temperature, torch.Tensor) else temperature)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {value}")
+    if learnable:
+        return anchors / temperature.to(anchors.dtype), 1.0
+    return anchors, value
 
 
 def _rlm_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -121,7 +137,8 @@ def cal_infonce_loss(embeds1: torch.Tensor, embeds2: torch.Tensor, all_embeds2: 
     a, b = normalize(embeds1), normalize(embeds2)
     c = b if all_embeds2 is embeds2 else normalize(all_embeds2)
     if fused:
-        return ops.infonce(a, b, c, float(temp)).sum()
+        anchors, tau = _scaled_for_kernel(a, temp)
+        return ops.infonce(anchors, b, c, tau).sum()
     nume_term = -(a * b / temp).sum(-1)
     deno_term = torch.log(torch.sum(torch.exp(a @ c.T / temp), dim=-1))
     return (nume_term + deno_term).sum()
@@ -149,7 +166,8 @@ def ssl_con_loss(x: torch.Tensor, y: torch.Tensor, temp: float = 1.0, *,
     # softplus(log(1e-8) - lse), which neither overflows nor gives inf / inf gradients.
     x, y = _kernel_precision(x, y)
     x, y = _lean_autograd.unit_rows(x), _lean_autograd.unit_rows(y)
-    rest = ops.infonce(x, y, y, float(temp))
+    anchors, tau = _scaled_for_kernel(x, temp)
+    rest = ops.infonce(anchors, y, y, tau)
     lse = rest + (x * y).sum(1) / temp
     ratio = torch.exp(-rest - F.softplus(math.log(1e-8) - lse))
     return -torch.log(ratio + 1e-8).mean()
@@ -197,7 +215,8 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, candidates: Optional[torch.Tensor
 
     def one_direction(x, y, cand):
         if impl == "fused":
-            return ops.infonce(x, y, cand, float(temperature))
+            anchors, tau = _scaled_for_kernel(x, temperature)
+            return ops.infonce(anchors, y, cand, tau)
         return torch.logsumexp(x @ cand.T / temperature, dim=1) - (x * y).sum(1) / temperature
 
     per_row = one_direction(a, b, c)

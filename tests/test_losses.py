@@ -275,6 +275,41 @@ def test_fused_losses_under_autocast(device):
     assert torch.isfinite(layer.weight.grad).all() and layer.weight.grad.abs().sum() > 0
 
 
+LEARNABLE_TEMPERATURE_LOSSES = {
+    "cal_infonce_loss": lambda a, b, c, t, impl: losses.cal_infonce_loss(a, b, c, t, impl=impl),
+    "ssl_con_loss": lambda a, b, c, t, impl: losses.ssl_con_loss(a, b, t, impl=impl),
+    "info_nce": lambda a, b, c, t, impl: losses.info_nce(a, b, c, temperature=t, impl=impl),
+    "info_nce symmetric": lambda a, b, c, t, impl: losses.info_nce(a, b, temperature=t,
+                                                                   symmetric=True, impl=impl),
+}
+
+
+@pytest.mark.parametrize("name", list(LEARNABLE_TEMPERATURE_LOSSES))
+def test_a_learnable_temperature_gets_its_gradient(device, name):
+    """The fused kernel takes tau as a float; a temperature tensor that requires grad must still
+    get d loss / d tau, as on the torch path."""
+    loss_fn = LEARNABLE_TEMPERATURE_LOSSES[name]
+    a, b, c = rows(10, 8, device, seed=1), rows(10, 8, device, seed=2), rows(25, 8, device, seed=3)
+    temperature = torch.tensor(0.3, dtype=torch.float64, device=device)
+    results = {impl: value_and_grads(lambda x, t, impl=impl: loss_fn(x, b, c, t, impl), a,
+                                     temperature)
+               for impl in IMPLS}
+    assert results["fused"][1][1].abs() > 0
+    assert_same(results["fused"], results["torch"], torch.float64)
+    # a plain float and a tensor that needs no gradient give the same value as the learnable one
+    for temperature in (0.3, torch.tensor(0.3, dtype=torch.float64, device=device)):
+        assert_close(loss_fn(a, b, c, temperature, "fused"), results["torch"][0])
+
+
+def test_a_temperature_must_be_positive_and_finite():
+    x = torch.randn(5, 4)
+    for bad in (0.0, -1.0, float("nan"), torch.tensor(-0.5, requires_grad=True)):
+        with pytest.raises(ValueError, match="temperature must be"):
+            losses.cal_infonce_loss(x, x, x, bad, impl="fused")
+        with pytest.raises(ValueError, match="temperature must be"):
+            losses.ssl_con_loss(x, x, bad, impl="fused")
+
+
 def test_impl_switch():
     expected = "fused" if _library.available() else "torch"
     assert losses.resolve_impl(None) == expected
