@@ -11,6 +11,7 @@ import math
 import torch
 
 from .._library import available, require
+from ._first_order import first_order_only
 
 
 def _check_matrix(name: str, x, device=None, dtype=None) -> None:
@@ -74,6 +75,7 @@ def _setup_context(ctx, inputs, output):
     ctx.temperature = temperature
 
 
+@first_order_only
 def _backward(ctx, grad_loss, grad_lse):
     a, b, c, lse = ctx.saved_tensors
     grad_a, grad_b, grad_c = torch.ops.irllrec_fast.infonce_backward(

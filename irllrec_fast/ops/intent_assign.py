@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from .._library import available, require
+from ._first_order import first_order_only
 
 
 def _check(e: torch.Tensor, w: torch.Tensor) -> None:
@@ -54,6 +55,7 @@ def _setup_context(ctx, inputs, output):
     ctx.set_materialize_grads(False)  # no zeros for lse's gradient, which is never used
 
 
+@first_order_only
 def _backward(ctx, grad_out, grad_lse):
     e, w, lse = ctx.saved_tensors
     if grad_out is None:

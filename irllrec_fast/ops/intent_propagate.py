@@ -16,6 +16,7 @@ import torch
 
 from .._library import available, require
 from ._checks import check_graph_features
+from ._first_order import first_order_only
 
 
 def _transpose_structure(graph):
@@ -55,6 +56,7 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(rowptr, col, t_rowptr, t_col, r, x, out, row_sum, norm)
 
 
+@first_order_only
 def _backward(ctx, grad_out, grad_row_sum, grad_norm):
     if grad_out is None:
         return None, None, None, None, None, None
