@@ -1,4 +1,4 @@
-"""Backwards of fused operators whose backward kernel has no derivative of its own.
+"""Backwards of fused operators whose backward kernels have no derivative of their own.
 
 Without this, a second differentiation (gradient penalties, Hessian-vector products: a backward
 with create_graph=True, then another through its results) would pass through the backward kernel
@@ -24,8 +24,17 @@ class _NoSecondDerivative(torch.autograd.Function):
     def backward(ctx, _):
         raise RuntimeError(
             "irllrec_fast's fused operators have first derivatives only: this second "
-            "differentiation passes through one of them (intent_assign, intent_propagate or "
-            "infonce). Use the references in irllrec_fast.ops.reference (impl='torch') for it.")
+            "differentiation passes through one of them (intent_assign, intent_propagate, infonce, "
+            "or spmm's gradient for the edge values). Use the references in "
+            "irllrec_fast.ops.reference (impl='torch') for it.")
+
+
+def no_second_derivative(gradient):
+    """`gradient` (computed without autograd) as a backward returns it: unchanged in a plain
+    backward, marked so that differentiating it raises under create_graph=True."""
+    if gradient is None or not torch.is_grad_enabled():
+        return gradient
+    return _NoSecondDerivative.apply(gradient.detach().requires_grad_())
 
 
 def first_order_only(backward):
@@ -34,8 +43,5 @@ def first_order_only(backward):
     def wrapper(ctx, *grads):
         with torch.no_grad():
             results = backward(ctx, *grads)
-        if not torch.is_grad_enabled():  # a plain backward: nothing will differentiate these
-            return results
-        return tuple(None if r is None else _NoSecondDerivative.apply(r.detach().requires_grad_())
-                     for r in results)
+        return tuple(no_second_derivative(r) for r in results)
     return wrapper

@@ -12,6 +12,7 @@ import torch
 
 from .._library import available, require
 from ._checks import check_edge_values, check_graph_features
+from ._first_order import no_second_derivative
 
 
 def spmm(graph, x: torch.Tensor, value: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -55,8 +56,11 @@ def _backward(ctx, grad):
         back_perm = t_perm if symmetric or not torch.is_grad_enabled() else _inverse_permutation(t_perm)
         grad_x = torch.ops.irllrec_fast.spmm(t_rowptr, t_col, t_value, rowptr, col, back_perm,
                                              grad.contiguous())
-    if ctx.needs_input_grad[2]:
-        grad_value = torch.ops.irllrec_fast.spmm_backward_value(rowptr, col, grad.contiguous(), x)
+    if ctx.needs_input_grad[2]:  # a kernel without a derivative of its own
+        with torch.no_grad():
+            grad_value = torch.ops.irllrec_fast.spmm_backward_value(rowptr, col, grad.contiguous(),
+                                                                    x)
+        grad_value = no_second_derivative(grad_value)
     return None, None, grad_value, None, None, None, grad_x
 
 

@@ -1,7 +1,8 @@
 """Second derivatives through the fused ops whose backward kernels have none (intent_assign,
-intent_propagate, infonce): differentiating their gradients again raises instead of treating the
-gradients as constants, and create_graph=True leaves the first-order gradients unchanged. spmm's
-backward is spmm itself, so its second derivative in x is real: checked with gradgradcheck."""
+intent_propagate, infonce, spmm's gradient for the edge values): differentiating their gradients
+again raises instead of treating the gradients as constants, and create_graph=True leaves the
+first-order gradients unchanged. spmm's gradient for x is spmm itself, so its second derivative
+in x is real: checked with gradgradcheck."""
 import pytest
 import torch
 
@@ -29,8 +30,15 @@ def infonce_case(device):
     return (lambda a, b, c: ops.infonce(a, b, c, 0.5)), [a, b, c]
 
 
+def spmm_value_case(device):
+    graph = testing.power_law_graph(num_users=10, num_items=8, num_pairs=30, seed=5)
+    graph = graph.normalized("sym").to(device, torch.float64)
+    x = torch.randn(graph.num_nodes, 3, dtype=torch.float64, device=device)
+    return (lambda value: ops.spmm(graph, x, value)), [graph.value.clone()]
+
+
 CASES = {"intent_assign": intent_assign_case, "intent_propagate": intent_propagate_case,
-         "infonce": infonce_case}
+         "infonce": infonce_case, "spmm edge values": spmm_value_case}
 
 
 @pytest.mark.parametrize("name", list(CASES))
