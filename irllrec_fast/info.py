@@ -44,6 +44,10 @@ def report() -> str:
     built = sorted({key for op in ops for key in backends_of(op)})
     lines.append(f"kernels      loaded from {_library._C.__file__}")
     lines.append(f"backends     {', '.join(built) or 'none'}")
+    if torch.version.cuda and not _library.kernels_for(torch.device("cuda")):
+        lines.append(f"             no CUDA kernels, though torch has CUDA {torch.version.cuda}: the "
+                     "build found no CUDA toolkit (nvcc); rebuild with one to run the fused "
+                     "operators on a GPU (README, Building)")
     lines.append("operators")
     for op in ops:
         lines.append(f"  {op:28s} {', '.join(backends_of(op)) or '-'}")
