@@ -128,12 +128,15 @@ def _load_data(args):
 
 
 def _operators(impl, device):
-    """--impl as given; by default the fused operators where this build has kernels for the
-    device (the model's own default), else the references."""
+    """--impl for the model. By default the model's own default (the fused operators) where this
+    build has kernels for the device, else the references; an explicit fused that cannot run on
+    the device raises ExtensionNotLoadedError, before any training."""
     from . import _library
 
-    if impl is None and not _library.kernels_for(device):
-        return "torch"
+    if impl is None:
+        return None if _library.kernels_for(device) else "torch"
+    if impl == "fused":
+        _library.require(device)
     return impl
 
 
@@ -143,7 +146,7 @@ def train(args) -> int:
     device = _device(args.device)
     import torch
 
-    from . import _library, config as config_mod
+    from . import config as config_mod
     from .evaluation import format_table
     from .models import build_model
     from .trainer import CHECKPOINT, Trainer
@@ -164,10 +167,7 @@ def train(args) -> int:
     torch.manual_seed(run.train.seed)
     try:
         model = build_model(run.model, dataset.train_graph(), run.model_config,
-                            text=dataset.text, impl=_operators(args.impl, device))
-        if model.impl == "fused":  # a CPU-only build asked for a GPU: say so before training
-            _library.require(device)
-        model = model.to(device)
+                            text=dataset.text, impl=_operators(args.impl, device)).to(device)
     except (RuntimeError, ImportError) as error:  # --impl fused without the kernels
         raise UsageError(str(error).splitlines()[0]) from None
     log(dataset.summary())

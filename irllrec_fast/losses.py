@@ -61,7 +61,9 @@ def _kernel_precision(*tensors):
     out = []
     for t in tensors:
         if t is not None and t.dtype in _HALF_DTYPES:
-            t = cast.setdefault(id(t), t.float())
+            if id(t) not in cast:
+                cast[id(t)] = t.float()
+            t = cast[id(t)]
         out.append(t)
     return out
 

@@ -91,6 +91,7 @@ def test_the_command_lines_default_operators_follow_the_build(monkeypatch):
     monkeypatch.setattr(_library, "_CUDA_KERNELS", False)
     assert cli._operators(None, torch.device("cuda")) == "torch"
     assert cli._operators(None, torch.device("cpu")) is None  # the model's default: fused
-    assert cli._operators("fused", torch.device("cuda")) == "fused"  # refused before training
+    with pytest.raises(ExtensionNotLoadedError, match="built without its CUDA kernels"):
+        cli._operators("fused", torch.device("cuda"))  # refused before training
     monkeypatch.setattr(_library, "_CUDA_KERNELS", True)
     assert cli._operators(None, torch.device("cuda")) is None
