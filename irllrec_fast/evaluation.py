@@ -25,6 +25,15 @@ def _rows_coo(mat: sp.csr_matrix, rows: np.ndarray, device) -> tuple[torch.Tenso
             torch.from_numpy(sub.col.astype(np.int64)).to(device))
 
 
+def _binary(mat) -> sp.csr_matrix:
+    """Any stored nonzero is one interaction (spec section 5); explicit zeros are none."""
+    mat = sp.csr_matrix(mat, copy=True)
+    mat.eliminate_zeros()
+    mat.sum_duplicates()
+    mat.data[:] = 1
+    return mat
+
+
 @torch.no_grad()
 def evaluate(model, split, train, ks: Sequence[int] = (5, 10, 20),
              batch_size: int = 1024) -> Dict[str, float]:
@@ -39,7 +48,7 @@ def evaluate(model, split, train, ks: Sequence[int] = (5, 10, 20),
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ValueError(f"ks must be positive integers, got {ks}")
-    split, train = sp.csr_matrix(split), sp.csr_matrix(train)
+    split, train = _binary(split), _binary(train)
     if split.shape != train.shape:
         raise ValueError(f"split and train must have the same shape, got {split.shape} and "
                          f"{train.shape}")

@@ -91,3 +91,20 @@ def test_training_items_are_never_recommended():
 def test_shapes_must_agree():
     with pytest.raises(ValueError, match="same shape"):
         evaluate(FixedScores(SCORES), TEST[:, :4], TRAIN)
+
+
+def test_stored_zeros_are_not_interactions_and_counts_are_binary():
+    """A stored 0 is no interaction, a rating of 5 or a duplicate entry is one (spec section 5)."""
+    coo = TEST.tocoo()
+    # ratings of 5, and a stored 0 for user 1, who still has nothing to evaluate
+    test = sp.csr_matrix((np.append(5 * coo.data, 0), (np.append(coo.row, 1),
+                                                      np.append(coo.col, 0))), shape=TEST.shape)
+    assert test.nnz == TEST.nnz + 1
+    train = sp.csr_matrix((np.ones(4), ([0, 0, 1, 2], [0, 0, 1, 4])), shape=TRAIN.shape)
+    train.has_canonical_format = False  # (0, 0) twice, not summed
+    result = evaluate(FixedScores(SCORES), test, train, ks=(1, 2, 3))
+    recall, ndcg = by_hand()
+    assert result["users"] == 3
+    for k in (1, 2, 3):
+        assert result[f"recall@{k}"] == pytest.approx(recall[k], abs=1e-12)
+        assert result[f"ndcg@{k}"] == pytest.approx(ndcg[k], abs=1e-12)

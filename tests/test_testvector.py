@@ -1,12 +1,14 @@
-"""The torch path reproduces the recorded IRLLRec step (../shared/testvectors/irllrec_step_small.npz)
-in float64: every loss part, the final embeddings, the intent representation and every gradient."""
+"""Both paths reproduce the recorded IRLLRec step (../shared/testvectors/irllrec_step_small.npz) in
+float64: the torch path every loss part, the final embeddings, the intent representation and every
+gradient; the fused path (the kernels, the fused losses and the CPU text tower) the total, the
+summands and every gradient, to the same tolerance."""
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from irllrec_fast import CSRGraph, testing
+from irllrec_fast import CSRGraph, _library, testing
 from irllrec_fast.models import IRLLRec, IRLLRecConfig
 
 ATOL, RTOL = 1e-10, 1e-10
@@ -34,7 +36,7 @@ def float64_default():
     torch.set_default_dtype(previous)
 
 
-def build(z, teacher_init="redraw"):
+def build(z, teacher_init="redraw", impl="torch"):
     h = dict(zip(z["hyper_names"].tolist(), z["hyper_values"].tolist()))
     num_users, num_items = z["user_emb"].shape[0], z["item_emb"].shape[0]
     graph = CSRGraph.from_interactions(z["interactions_user"], z["interactions_item"],
@@ -47,7 +49,7 @@ def build(z, teacher_init="redraw"):
         reg_weight=h["reg"], kd_weight=h["kd_w"], kd_temperature=h["kd_tau"],
         kd_int_weight=h["kdi_w"], kd_int_temperature=h["kdi_tau"], kd_int_weight_2=h["w2"],
         kd_int_weight_3=h["w3"], momentum=h["momentum"], teacher_init=teacher_init)
-    model = IRLLRec(graph, text, config, impl="torch")
+    model = IRLLRec(graph, text, config, impl=impl)
     model.load_state_dict({name: torch.from_numpy(z[key]) for name, key in PARAMETERS.items()})
     batch = tuple(torch.from_numpy(z[k]) for k in ("batch_user", "batch_pos", "batch_neg"))
     noise = (torch.from_numpy(z["noise_text"]), torch.from_numpy(z["noise_graph"]))
@@ -68,10 +70,18 @@ def test_every_loss_part_embedding_and_gradient(vector, float64_default):
     close(terms["intent_repr"], vector["intent_repr"])
 
 
-def test_calculate_loss_total_and_gradients(vector, float64_default):
-    model, batch, noise, h = build(vector)
+IMPLS = ["torch", pytest.param("fused", marks=pytest.mark.skipif(
+    not _library.available(), reason="compiled kernels not loaded"))]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_calculate_loss_total_and_gradients(vector, float64_default, impl):
+    model, batch, noise, h = build(vector, impl=impl)
     loss, parts = model.calculate_loss(batch, noise)
     close(loss, vector["loss_total"])
+    for name in ("bpr", "reg", "profile", "intent"):
+        close(parts[name], vector[f"loss_{name}"])
+    close(parts["itm"], vector["loss_itm"])
     close(sum(parts.values()), vector["loss_total"])
     close(parts["translation"], h["w2"] * vector["loss_translation"])  # w2 * L_ta enters the total
     loss.backward()
