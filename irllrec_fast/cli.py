@@ -172,6 +172,7 @@ def train(args) -> int:
         raise UsageError(str(error).splitlines()[0]) from None
     log(dataset.summary())
     log(f"{run.model} ({model.impl} operators) on {device}: {run.model_config}")
+    log(run.overrides_note(dataset.name))
     from dataclasses import asdict
 
     # what a resumed run must share with the checkpoint (the operators may differ: they agree

@@ -83,6 +83,17 @@ class RunConfig:
     model: str
     model_config: Any
     train: TrainConfig = field(default_factory=TrainConfig)
+    # the datasets with overrides in the configuration, and whether this dataset's were applied
+    override_datasets: Tuple[str, ...] = ()
+    overridden: bool = False
+
+    def overrides_note(self, dataset: str) -> str:
+        """One line saying which values this run took, since overrides apply by exact name."""
+        if self.overridden:
+            return f"config: global values with the overrides for {dataset!r}"
+        known = ", ".join(self.override_datasets) or "none"
+        return (f"config: global values (no overrides for {dataset!r}; the configuration has "
+                f"them for: {known})")
 
 
 def read_yaml(path) -> Dict[str, Any]:
@@ -178,12 +189,13 @@ def resolve(model: str, dataset: str, user: Optional[Dict[str, Any]] = None,
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected optimizer, "
                           "train, test, data, model")
-    sections = {}
+    sections, override_datasets = {}, set()
     for name in ("optimizer", "train", "test", "data", "model"):
         value = data.get(name) or {}
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: section {name!r} must be a mapping")
         sections[name] = _resolve_section(value, dataset)
+        override_datasets.update(k for k, v in value.items() if isinstance(v, dict))
 
     train_kwargs = {}
     for (section, key), target in TRAIN_KEYS.items():
@@ -209,6 +221,7 @@ def resolve(model: str, dataset: str, user: Optional[Dict[str, Any]] = None,
     try:
         model_config = config_cls(**_coerce(config_cls, model_keys, f"{source}: model"))
         train = TrainConfig(**_coerce(TrainConfig, train_kwargs, f"{source}: train"))
-        return RunConfig(model, model_config, train)
+        return RunConfig(model, model_config, train, tuple(sorted(override_datasets)),
+                         dataset in override_datasets)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{source}: {error}") from None

@@ -99,6 +99,18 @@ def test_config_layout_global_keys_and_dataset_overrides(tmp_path):
     assert other.model_config.kd_weight == 1e-3  # YAML's "1e-3" (a string) is coerced
 
 
+def test_the_run_says_whether_its_dataset_had_overrides():
+    """Overrides apply by exact name, so a folder named Amazon-book gets the global values: the
+    run says so, and names the datasets that have overrides."""
+    run = config_mod.resolve("irllrec", "amazon")
+    assert run.overridden and run.overrides_note("amazon") == (
+        "config: global values with the overrides for 'amazon'")
+    run = config_mod.resolve("irllrec", "Amazon-book")
+    assert not run.overridden and run.override_datasets == ("amazon", "movie", "synthetic", "yelp")
+    assert "no overrides for 'Amazon-book'" in run.overrides_note("Amazon-book")
+    assert run.model_config.kd_int_weight == 1e-2  # the global value, not amazon's 2e-2
+
+
 def test_shipped_defaults_follow_the_spec_table():
     expected = {"amazon": (1e-7, 1e-2, 0.2, 2e-2, 0.2, 1e-7, 1e-7),
                 "yelp": (1e-7, 1e-2, 0.2, 1e-2, 0.2, 1e-7, 1e-7),
