@@ -34,6 +34,9 @@ def intent_propagate(graph, r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         graph: `CSRGraph`; only its structure (and transpose) is used.
         r: [num_nodes, d] intents (e.g. from `intent_assign`), differentiable.
         x: [num_nodes, d] features to aggregate, same dtype as r, differentiable.
+
+    On CUDA d is at most 2048 in float32 when d is a multiple of 4, else 512; the CPU kernels
+    take any d.
     """
     require(x.device)
     check_graph_features(graph, r, "r")
