@@ -118,14 +118,7 @@ def shipped_config(model: str) -> Dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def _merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+SECTIONS = ("optimizer", "train", "test", "data", "model")
 
 
 def _resolve_section(section: Dict[str, Any], dataset: str) -> Dict[str, Any]:
@@ -179,23 +172,29 @@ def model_name_of(data: Dict[str, Any]) -> Optional[str]:
 
 def resolve(model: str, dataset: str, user: Optional[Dict[str, Any]] = None,
             source: str = "config") -> RunConfig:
-    """The run configuration of `model` on `dataset`: shipped defaults, then `user` merged over
-    them, then each section's overrides for `dataset`."""
+    """The run configuration of `model` on `dataset`, in layers, each over the one before: the
+    shipped global values, the shipped overrides for `dataset`, the `user` file's global values,
+    the user file's overrides for `dataset`. (A user's global value wins over a shipped
+    per-dataset one: what a file says for every dataset holds for the shipped datasets too.)"""
     model = MODEL_ALIASES.get(model, model)
     if model not in MODELS:
         raise ConfigError(f"model must be one of {sorted(MODELS)}, got {model!r}")
-    data = _merge(shipped_config(model), user or {})
-    unknown = set(data) - {"optimizer", "train", "test", "data", "model"}
-    if unknown:
-        raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected optimizer, "
-                          "train, test, data, model")
-    sections, override_datasets = {}, set()
-    for name in ("optimizer", "train", "test", "data", "model"):
-        value = data.get(name) or {}
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: section {name!r} must be a mapping")
-        sections[name] = _resolve_section(value, dataset)
-        override_datasets.update(k for k, v in value.items() if isinstance(v, dict))
+    layers = (("config", shipped_config(model)), (source, user or {}))
+    sections = {name: {} for name in SECTIONS}
+    override_datasets, overridden = set(), False
+    for where, data in layers:
+        unknown = set(data) - set(SECTIONS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)}; expected "
+                              f"{', '.join(SECTIONS)}")
+        for name in SECTIONS:
+            value = data.get(name) or {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: section {name!r} must be a mapping")
+            sections[name].update(_resolve_section(value, dataset))
+            datasets = {k for k, v in value.items() if isinstance(v, dict)}
+            override_datasets |= datasets
+            overridden |= dataset in datasets
 
     train_kwargs = {}
     for (section, key), target in TRAIN_KEYS.items():
@@ -221,7 +220,6 @@ def resolve(model: str, dataset: str, user: Optional[Dict[str, Any]] = None,
     try:
         model_config = config_cls(**_coerce(config_cls, model_keys, f"{source}: model"))
         train = TrainConfig(**_coerce(TrainConfig, train_kwargs, f"{source}: train"))
-        return RunConfig(model, model_config, train, tuple(sorted(override_datasets)),
-                         dataset in override_datasets)
+        return RunConfig(model, model_config, train, tuple(sorted(override_datasets)), overridden)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{source}: {error}") from None

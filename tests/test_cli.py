@@ -99,6 +99,21 @@ def test_config_layout_global_keys_and_dataset_overrides(tmp_path):
     assert other.model_config.kd_weight == 1e-3  # YAML's "1e-3" (a string) is coerced
 
 
+def test_a_user_files_global_values_win_over_the_shipped_overrides():
+    """The shipped file has per-dataset rows; a user's file that sets a value for every dataset
+    sets it for those datasets too, and its own per-dataset rows win over its global values."""
+    user = {"train": {"epoch": 2, "batch_size": 64},
+            "model": {"kd_int_weight": 0.5, "reg_weight": 1e-3, "yelp": {"reg_weight": 1e-2}}}
+    amazon = config_mod.resolve("irllrec", "amazon", user)
+    assert (amazon.model_config.kd_int_weight, amazon.model_config.reg_weight) == (0.5, 1e-3)
+    assert amazon.model_config.kd_weight == 1e-2  # not set by the user: the shipped amazon row
+    synthetic = config_mod.resolve("irllrec", "synthetic", user)
+    assert (synthetic.train.epochs, synthetic.train.batch_size) == (2, 64)
+    assert config_mod.resolve("irllrec", "yelp", user).model_config.reg_weight == 1e-2
+    with pytest.raises(config_mod.ConfigError, match="batch_size"):
+        config_mod.resolve("irllrec", "synthetic", {"train": {"batch_size": 0}})
+
+
 def test_the_run_says_whether_its_dataset_had_overrides():
     """Overrides apply by exact name, so a folder named Amazon-book gets the global values: the
     run says so, and names the datasets that have overrides."""
