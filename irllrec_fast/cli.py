@@ -7,12 +7,14 @@ an interrupt (Ctrl-C) exits with 130 and leaves the last checkpoint usable by --
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 from typing import List, Optional
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 1  # the loss became NaN or infinite
 EXIT_INTERRUPTED = 130
 
 
@@ -84,6 +86,9 @@ def build_text(args) -> int:
         raise UsageError(f"{args.ml_dir}: no u.data here (expected the MovieLens-100K folder)")
     if args.max_users is not None and args.max_users < 1:
         raise UsageError(f"--max-users must be >= 1, got {args.max_users}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    _writable_folder(Path(args.out_dir), "the output folder")
     from .data.movielens_text import build_movielens
     from .text import EncoderNotFoundError
 
@@ -95,6 +100,17 @@ def build_text(args) -> int:
     print(f"wrote {out}: trn/val/tst_mat.npz, profile and intent texts (.jsonl) and embeddings "
           f"(.npy); train with: irllrec-fast train --data {out}")
     return 0
+
+
+def _writable_folder(path: Path, what: str) -> None:
+    """Creates `path` now, so that a file in the way or a missing permission is a one-line error
+    before any work, not a traceback at the first checkpoint."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"{what} {path}: {error.strerror or error}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path}: not writable")
 
 
 def _device(name: str):
@@ -162,6 +178,7 @@ def train(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{dataset.name}-{run.model}"
     if args.resume and not (out / CHECKPOINT).is_file():
         raise UsageError(f"--resume: no checkpoint in {out} (pass the --out of the run to resume)")
+    _writable_folder(out, "--out")
 
     log = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
     torch.manual_seed(run.train.seed)
@@ -178,7 +195,8 @@ def train(args) -> int:
     # what a resumed run must share with the checkpoint (the operators may differ: they agree
     # to float rounding)
     run_info = {"model": run.model, "model_config": asdict(run.model_config),
-                "dataset": dataset.name}
+                "dataset": dataset.name, "shape": [dataset.num_users, dataset.num_items,
+                                                   int(dataset.train.nnz)]}
     trainer = Trainer(model, dataset, run.train, out_dir=out, progress=not args.quiet, log=log,
                       run_info=run_info)
     start = time.perf_counter()
@@ -188,6 +206,10 @@ def train(args) -> int:
         print(f"\ninterrupted; the last checkpoint is in {out / CHECKPOINT} "
               f"(continue with --resume --out {out})", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except FloatingPointError as error:  # diverged: a result, not a crash; no traceback
+        print(f"irllrec-fast: error: {error} (a lower optimizer.lr may help; the last checkpoint, "
+              f"if any, is in {out})", file=sys.stderr)
+        return EXIT_DIVERGED
     seconds = time.perf_counter() - start
     print(f"{run.model} on {dataset.name}: best epoch {result['best_epoch']} of "
           f"{result['epochs_run']}, {seconds:.1f} s; test metrics "

@@ -259,9 +259,13 @@ class Trainer:
                                   f"{CHECKPOINT_VERSION}")
         mine = json.loads(json.dumps(self.run_info))
         if state["run_info"] != mine:
-            raise CheckpointError(f"{path} belongs to another run ({state['run_info']}); this "
-                                  f"run is {mine}: use another output folder")
-        self.model.load_state_dict(state["model"])
+            raise CheckpointError(f"{path} belongs to another run ({_differences(state['run_info'], mine)}): "
+                                  "use another output folder")
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as error:  # the same facts, another model (e.g. hand-made run_info)
+            raise CheckpointError(f"{path}: its weights do not fit this model "
+                                  f"({str(error).splitlines()[-1].strip()})") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["rng"]["cpu"].cpu())
@@ -274,3 +278,17 @@ class Trainer:
         self.bad_evaluations = state["bad_evaluations"]
         self.history = state["history"]
         self.log(f"resumed from {path} at epoch {self.next_epoch}")
+
+
+def _differences(saved: Dict[str, Any], mine: Dict[str, Any], prefix: str = "") -> str:
+    """'key: saved -> this run' for each differing fact, nested mappings flattened."""
+    out = []
+    for key in sorted(set(saved) | set(mine), key=str):
+        a, b = saved.get(key), mine.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _differences(a, b, f"{prefix}{key}.")
+            if inner:
+                out.append(inner)
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} there, {b!r} here")
+    return "; ".join(out)

@@ -164,3 +164,47 @@ def test_fused_without_the_operators_is_one_line(capsys, monkeypatch):
 def test_authors_alias_kd_int_weight_1():
     user = {"model": {"name": "lightgcn_int", "amazon": {"kd_int_weight_1": 0.02}}}
     assert config_mod.resolve("irllrec", "amazon", user).model_config.kd_int_weight == 0.02
+
+
+def small_folder(path, num_users=30, num_items=20, seed=0):
+    """An IRLLRec-format folder: every user has training, validation and test items."""
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True)
+    items = np.stack([rng.permutation(num_items)[:6] for _ in range(num_users)])
+    for stem, columns in (("trn_mat", slice(0, 4)), ("val_mat", slice(4, 5)),
+                          ("tst_mat", slice(5, 6))):
+        cols = items[:, columns].ravel()
+        rows = np.repeat(np.arange(num_users), cols.size // num_users)
+        sp.save_npz(path / f"{stem}.npz", sp.coo_matrix((np.ones(rows.size), (rows, cols)),
+                                                        shape=(num_users, num_items)))
+    return path
+
+
+def test_an_unusable_out_folder_is_one_line(capsys, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for out in (afile, afile / "sub"):
+        code, _, err = run(capsys, "train", "--model", "lightgcn", "--out", str(out), "--quiet")
+        one_line_error(code, err, f"--out {out}: ")
+
+
+def test_resume_refuses_another_dataset_of_the_same_name(capsys, tmp_path):
+    first = small_folder(tmp_path / "a" / "toy")
+    other = small_folder(tmp_path / "b" / "toy", num_users=25)
+    out = tmp_path / "run"
+    common = ["--model", "lightgcn", "--epochs", "1", "--out", str(out), "--quiet"]
+    code, _, err = run(capsys, "train", "--data", str(first), *common)
+    assert code == 0, err
+    code, _, err = run(capsys, "train", "--data", str(other), *common, "--resume")
+    one_line_error(code, err, "belongs to another run (shape: [30, 20, ")
+
+
+def test_a_diverging_loss_is_one_line_with_exit_1(capsys, tmp_path):
+    data = small_folder(tmp_path / "toy")
+    config = tmp_path / "huge.yml"
+    config.write_text("optimizer: {lr: 1.0e+30}\ntrain: {batch_size: 16}\n")
+    code, _, err = run(capsys, "train", "--data", str(data), "--model", "lightgcn", "--config",
+                       str(config), "--out", str(tmp_path / "run"), "--quiet")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1, err
+    assert lines[0].startswith("irllrec-fast: error: loss became ")
