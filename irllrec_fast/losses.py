@@ -24,7 +24,8 @@ gradient on both paths.
 from __future__ import annotations
 
 import math
-from typing import Optional
+import numbers
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -73,12 +74,31 @@ def _scaled_for_kernel(anchors: torch.Tensor, temperature):
     (a tensor that requires grad) divides the anchors instead, with tau = 1: the logits
     <a / t, c> are the same, and autograd then reaches the temperature."""
     learnable = isinstance(temperature, torch.Tensor) and temperature.requires_grad
-    value = float(temperature.detach() if isinstance(temperature, torch.Tensor) else temperature)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"temperature must be a finite number > 0, got {value}")
+    value = _check_temperature(temperature, read_tensor=True)
     if learnable:
         return anchors / temperature.to(anchors.dtype), 1.0
     return anchors, value
+
+
+def _check_temperature(temperature, read_tensor: bool) -> Optional[float]:
+    """The temperature as a float after checking it is a finite number > 0. A tensor's value is
+    read (which waits for its device) only when `read_tensor`: the kernel needs the float anyway;
+    the torch paths leave a tensor temperature on the device, its value unchecked."""
+    if isinstance(temperature, torch.Tensor):
+        if temperature.numel() != 1 or not temperature.is_floating_point():
+            raise ValueError("a temperature tensor must hold one floating-point number, got "
+                             f"shape {tuple(temperature.shape)}, {temperature.dtype}")
+        if not read_tensor:
+            return None
+        value = float(temperature.detach())
+    elif isinstance(temperature, numbers.Real) and not isinstance(temperature, bool):
+        value = float(temperature)
+    else:
+        raise TypeError(f"temperature must be a number or a one-element tensor, got "
+                        f"{temperature!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {value}")
+    return value
 
 
 def _rlm_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -86,11 +106,27 @@ def _rlm_normalize(x: torch.Tensor) -> torch.Tensor:
     return x / torch.sqrt(1e-8 + x.square().sum(-1, keepdim=True))
 
 
-def _check_rows(name: str, x: torch.Tensor, d: Optional[int] = None) -> None:
+def _check_rows(name: str, x: torch.Tensor, like: Optional[Tuple[str, torch.Tensor]] = None,
+                same_rows: bool = False) -> None:
+    """x is a 2-D floating-point tensor with at least one row; with like = (its name, tensor),
+    as many columns as it (and rows too when same_rows). Checked here, on both paths, so that
+    errors name the caller's arguments and the two paths refuse the same inputs."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor, got {type(x).__name__}")
     if x.dim() != 2:
         raise ValueError(f"{name} must be 2-D [rows, d], got shape {tuple(x.shape)}")
-    if d is not None and x.shape[1] != d:
-        raise ValueError(f"{name} must have {d} columns like the anchors, got {x.shape[1]}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} must have at least one row, got shape {tuple(x.shape)}")
+    if like is not None:
+        other_name, other = like
+        if x.shape[1] != other.shape[1]:
+            raise ValueError(f"{name} must have the {other.shape[1]} columns of {other_name}, "
+                             f"got {x.shape[1]}")
+        if same_rows and x.shape[0] != other.shape[0]:
+            raise ValueError(f"{name} must have the {other.shape[0]} rows of {other_name}, got "
+                             f"{x.shape[0]}")
 
 
 def cal_bpr_loss(anc_embeds: torch.Tensor, pos_embeds: torch.Tensor,
@@ -130,9 +166,10 @@ def cal_infonce_loss(embeds1: torch.Tensor, embeds2: torch.Tensor, all_embeds2: 
     x / sqrt(1e-8 + ||x||^2). Returns a scalar.
     """
     _check_rows("embeds1", embeds1)
-    _check_rows("embeds2", embeds2, embeds1.shape[1])
-    _check_rows("all_embeds2", all_embeds2, embeds1.shape[1])
+    _check_rows("embeds2", embeds2, ("embeds1", embeds1), same_rows=True)
+    _check_rows("all_embeds2", all_embeds2, ("embeds1", embeds1))
     fused = resolve_impl(impl, embeds1.device) == "fused"
+    _check_temperature(temp, read_tensor=False)
     if fused:
         embeds1, embeds2, all_embeds2 = _kernel_precision(embeds1, embeds2, all_embeds2)
     normalize = _lean_autograd.rlm_normalize if fused else _rlm_normalize
@@ -154,11 +191,10 @@ def ssl_con_loss(x: torch.Tensor, y: torch.Tensor, temp: float = 1.0, *,
     -mean_n log( exp(x^_n.y^_n / temp) / (sum_m exp(x^_n.y^_m / temp) + 1e-8) + 1e-8 ).
     """
     _check_rows("x", x)
-    _check_rows("y", y, x.shape[1])
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x and y must have the same number of rows, got {x.shape[0]} and "
-                         f"{y.shape[0]}")
-    if resolve_impl(impl, x.device) == "torch":
+    _check_rows("y", y, ("x", x), same_rows=True)
+    fused = resolve_impl(impl, x.device) == "fused"
+    _check_temperature(temp, read_tensor=False)
+    if not fused:
         x, y = F.normalize(x), F.normalize(y)
         mole = torch.exp(torch.sum(x * y, dim=1) / temp)
         deno = torch.sum(torch.exp(x @ y.T / temp), dim=1)
@@ -182,7 +218,7 @@ def momentum_distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch
     student, teacher: [N, d]; the teacher gets no gradient. The model's loss uses -0.6 * this.
     """
     _check_rows("student", student)
-    _check_rows("teacher", teacher, student.shape[1])
+    _check_rows("teacher", teacher, ("student", student), same_rows=True)
     soft_targets = torch.softmax(teacher.detach(), dim=1)
     return (soft_targets * torch.log_softmax(student, dim=1)).sum(1).mean()
 
@@ -198,22 +234,19 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, candidates: Optional[torch.Tensor
     """
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
     _check_rows("a", a)
-    _check_rows("b", b, a.shape[1])
-    if b.shape[0] != a.shape[0]:
-        raise ValueError(f"a and b must have the same number of rows, got {a.shape[0]} and "
-                         f"{b.shape[0]}")
+    _check_rows("b", b, ("a", a), same_rows=True)
+    if candidates is not None:
+        _check_rows("candidates", candidates, ("a", a))
     if symmetric and candidates is not None:
         raise ValueError("symmetric=True needs in-batch candidates (candidates=None)")
     impl = resolve_impl(impl, a.device)
+    _check_temperature(temperature, read_tensor=False)
     if impl == "fused":
         a, b, candidates = _kernel_precision(a, b, candidates)
     normalize = _lean_autograd.unit_rows if impl == "fused" else F.normalize
     a, b = normalize(a), normalize(b)
     c = b if candidates is None else normalize(candidates)
-    _check_rows("candidates", c, a.shape[1])
 
     def one_direction(x, y, cand):
         if impl == "fused":

@@ -2,6 +2,7 @@
 loss_utils semantics), fused against torch (values and gradients), and one whole IRLLRec step from
 ../shared/testvectors."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -321,18 +322,46 @@ def test_impl_switch():
         losses.ssl_con_loss(x, x, impl="triton")
 
 
-def test_bad_input_names_the_argument():
-    x = torch.randn(5, 4)
-    with pytest.raises(ValueError, match="all_embeds2 must have 4 columns"):
-        losses.cal_infonce_loss(x, x, torch.randn(6, 3))
-    with pytest.raises(ValueError, match="x and y must have the same number of rows"):
-        losses.ssl_con_loss(x, torch.randn(6, 4))
-    with pytest.raises(ValueError, match="reduction must be"):
-        losses.info_nce(x, x, reduction="max")
-    with pytest.raises(ValueError, match="temperature must be > 0"):
-        losses.info_nce(x, x, temperature=0.0)
-    with pytest.raises(ValueError, match="symmetric=True needs in-batch candidates"):
-        losses.info_nce(x, x, x, symmetric=True)
+BAD_INPUTS = [  # (call, error type, message): each refused alike by both paths
+    (lambda x, impl: losses.cal_infonce_loss(x, x, torch.randn(6, 3), impl=impl),
+     ValueError, "all_embeds2 must have the 4 columns of embeds1, got 3"),
+    (lambda x, impl: losses.cal_infonce_loss(x, x[:1], x, impl=impl),
+     ValueError, "embeds2 must have the 5 rows of embeds1, got 1"),
+    (lambda x, impl: losses.cal_infonce_loss(x, x, x[:0], impl=impl),
+     ValueError, "all_embeds2 must have at least one row"),
+    (lambda x, impl: losses.cal_infonce_loss(x, x, x, 0.0, impl=impl),
+     ValueError, "temperature must be a finite number > 0, got 0.0"),
+    (lambda x, impl: losses.ssl_con_loss(x, torch.randn(6, 4), impl=impl),
+     ValueError, "y must have the 5 rows of x, got 6"),
+    (lambda x, impl: losses.ssl_con_loss(x[:0], x[:0], impl=impl),
+     ValueError, "x must have at least one row"),
+    (lambda x, impl: losses.ssl_con_loss(x, x, -1.0, impl=impl),
+     ValueError, "temperature must be a finite number > 0, got -1.0"),
+    (lambda x, impl: losses.ssl_con_loss(x.long(), x.long(), impl=impl),
+     TypeError, "x must be a floating-point tensor, got torch.int64"),
+    (lambda x, impl: losses.info_nce(x, x, reduction="max", impl=impl),
+     ValueError, "reduction must be"),
+    (lambda x, impl: losses.info_nce(x, x, temperature=float("nan"), impl=impl),
+     ValueError, "temperature must be a finite number > 0, got nan"),
+    (lambda x, impl: losses.info_nce(x, x, temperature="0.2", impl=impl),
+     TypeError, "temperature must be a number or a one-element tensor"),
+    (lambda x, impl: losses.info_nce(x, x, temperature=torch.ones(2), impl=impl),
+     ValueError, "a temperature tensor must hold one floating-point number"),
+    (lambda x, impl: losses.info_nce(x, x, x[0], impl=impl),
+     ValueError, "candidates must be 2-D"),
+    (lambda x, impl: losses.info_nce(x, x, x, symmetric=True, impl=impl),
+     ValueError, "symmetric=True needs in-batch candidates"),
+    (lambda x, impl: losses.momentum_distill_loss(x, x[:2]),
+     ValueError, "teacher must have the 5 rows of student, got 2"),
+]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", range(len(BAD_INPUTS)))
+def test_bad_input_is_refused_naming_the_argument(case, impl):
+    call, error, message = BAD_INPUTS[case]
+    with pytest.raises(error, match=re.escape(message)):
+        call(torch.randn(5, 4), impl)
 
 
 # --- one whole IRLLRec step ---------------------------------------------------------------------
