@@ -1,8 +1,8 @@
 """The training loop of IRLLREC_SPEC.md section 5.
 
 Each epoch draws one negative per training interaction, shuffles, and takes Adam steps on batches
-of triples. After epochs 0, eval_every, 2 * eval_every, ... the model is ranked on the validation
-split; the best state by validation Recall@max(K) is kept, and training stops after `patience`
+of triples. After epochs 0, eval_every, 2 * eval_every, ... (and after the last epoch, when the
+epoch limit ends the run) the model is ranked on the validation split; the best state by validation Recall@max(K) is kept, and training stops after `patience`
 validations without improvement or after `epochs` epochs. The best state is then reloaded and
 ranked once on the test split.
 
@@ -176,7 +176,9 @@ class Trainer:
             self.history["epochs"].append({"epoch": epoch, **means,
                                            "seconds": time.perf_counter() - tick})
             self.next_epoch = epoch + 1
-            if epoch % cfg.eval_every == 0:
+            # the last epoch too, so that no trained epoch goes unjudged (--epochs 2 would
+            # otherwise report epoch 0's model)
+            if epoch % cfg.eval_every == 0 or self.next_epoch == cfg.epochs:
                 self._validate(epoch)
         if self.best_state is None:  # no validation ran (cannot happen with epochs >= 1)
             raise RuntimeError("training ended before the first validation")

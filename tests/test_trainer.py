@@ -51,6 +51,16 @@ def test_validates_every_third_epoch_and_stops_on_patience(data, monkeypatch):
     torch.testing.assert_close(snapshots["test"], snapshots[1])  # the best state was reloaded
 
 
+def test_the_last_epoch_is_validated_when_the_epoch_limit_ends_the_run(data, monkeypatch):
+    trainer = make_trainer(data, epochs=5, patience=10)
+    recalls = iter([0.1, 0.2, 0.3])
+    monkeypatch.setattr(trainer, "evaluate", lambda split: {
+        "recall@20": next(recalls) if split == "valid" else -1.0, "ndcg@20": 0.0})
+    result = trainer.fit()
+    assert [v["epoch"] for v in trainer.history["validations"]] == [0, 3, 4]
+    assert result["best_epoch"] == 4
+
+
 def test_trains_and_writes_metrics(data, tmp_path):
     trainer = make_trainer(data, out=tmp_path)
     result = trainer.fit()
