@@ -174,6 +174,8 @@ def train(args) -> int:
     if args.epochs is not None:
         run.train.epochs = args.epochs
     if args.seed is not None:
+        if args.seed < 0:
+            raise UsageError(f"--seed must be >= 0, got {args.seed}")
         run.train.seed = args.seed
     out = Path(args.out) if args.out else Path("runs") / f"{dataset.name}-{run.model}"
     if args.resume and not (out / CHECKPOINT).is_file():

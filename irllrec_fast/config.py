@@ -7,6 +7,8 @@ a user file is merged over it, so it only needs the keys it changes. Unknown key
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -133,8 +135,9 @@ def _resolve_section(section: Dict[str, Any], dataset: str) -> Dict[str, Any]:
     return flat
 
 
-def _coerce(cls, values: Dict[str, Any], where: str) -> Dict[str, Any]:
-    """Values converted to the type of each field's default (YAML reads `1e-7` as a string)."""
+def _coerce(cls, values: Dict[str, Any], labels: Dict[str, str]) -> Dict[str, Any]:
+    """Values converted to the type of each field's default (YAML reads `1e-7` as a string);
+    `labels` names each field as the file does, for the error messages."""
     defaults = {f.name: f.default for f in fields(cls)}
     out = {}
     for key, value in values.items():
@@ -144,10 +147,16 @@ def _coerce(cls, values: Dict[str, Any], where: str) -> Dict[str, Any]:
                 if not isinstance(value, bool):
                     raise ValueError("expected true or false")
             elif isinstance(default, float):
-                value = float(value)
+                try:
+                    value = float(value)
+                except (TypeError, ValueError):
+                    raise ValueError("expected a number") from None
             elif isinstance(default, int):
-                as_float = float(value)
-                if as_float != int(as_float):
+                try:
+                    as_float = float(value)
+                except (TypeError, ValueError):
+                    as_float = math.nan
+                if not math.isfinite(as_float) or as_float != int(as_float):
                     raise ValueError("expected an integer")
                 value = int(as_float)
             elif isinstance(default, str):
@@ -156,7 +165,7 @@ def _coerce(cls, values: Dict[str, Any], where: str) -> Dict[str, Any]:
                 value = tuple(int(v) for v in (value if isinstance(value, (list, tuple))
                                                else [value]))
         except (TypeError, ValueError) as error:
-            raise ConfigError(f"{where}.{key} = {value!r}: {error}") from None
+            raise ConfigError(f"{labels[key]} = {value!r}: {error}") from None
         out[key] = value
     return out
 
@@ -217,9 +226,16 @@ def resolve(model: str, dataset: str, user: Optional[Dict[str, Any]] = None,
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)} in section 'model' for "
                           f"{model}; known: {sorted(known)}")
+    # the file's names for the messages: train.epoch, not TrainConfig's epochs
+    labels = {target: f"{section}.{key}" for (section, key), target in TRAIN_KEYS.items()}
+    labels.update({key: f"model.{key}" for key in model_keys})
     try:
-        model_config = config_cls(**_coerce(config_cls, model_keys, f"{source}: model"))
-        train = TrainConfig(**_coerce(TrainConfig, train_kwargs, f"{source}: train"))
+        model_config = config_cls(**_coerce(config_cls, model_keys, labels))
+        train = TrainConfig(**_coerce(TrainConfig, train_kwargs, labels))
         return RunConfig(model, model_config, train, tuple(sorted(override_datasets)), overridden)
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"{source}: {error}") from None
+        message = str(error)
+        field_name = message.split(" ", 1)[0]
+        if field_name in labels and not message.startswith(labels[field_name]):
+            message = labels[field_name] + message[len(field_name):]
+        raise ConfigError(f"{source}: {message}") from None

@@ -114,6 +114,25 @@ def test_a_user_files_global_values_win_over_the_shipped_overrides():
         config_mod.resolve("irllrec", "synthetic", {"train": {"batch_size": 0}})
 
 
+@pytest.mark.parametrize("text, message", [
+    ("model:\n  embedding_size: abc\n", ": model.embedding_size = 'abc': expected an integer"),
+    ("model:\n  kd_weight: lots\n", ": model.kd_weight = 'lots': expected a number"),
+    ("train:\n  epoch: 1.5\n", ": train.epoch = 1.5: expected an integer"),
+    ("train:\n  epoch: 0\n", ": train.epoch must be >= 1, got 0"),
+    ("test:\n  batch_size: 0\n", ": test.batch_size must be >= 1, got 0"),
+])
+def test_config_errors_use_the_files_names_once(capsys, tmp_path, text, message):
+    path = tmp_path / "bad.yml"
+    path.write_text(text)
+    code, _, err = run(capsys, "train", "--config", str(path))
+    one_line_error(code, err, f"error: {path}{message}")
+
+
+def test_a_negative_seed_is_named(capsys):
+    code, _, err = run(capsys, "train", "--seed", "-1", "--epochs", "1")
+    one_line_error(code, err, "--seed must be >= 0, got -1")
+
+
 def test_the_run_says_whether_its_dataset_had_overrides():
     """Overrides apply by exact name, so a folder named Amazon-book gets the global values: the
     run says so, and names the datasets that have overrides."""
