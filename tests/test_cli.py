@@ -227,3 +227,16 @@ def test_a_diverging_loss_is_one_line_with_exit_1(capsys, tmp_path):
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 1 and len(lines) == 1, err
     assert lines[0].startswith("irllrec-fast: error: loss became ")
+
+
+def test_empty_splits_are_one_line(capsys, tmp_path):
+    folder = tmp_path / "lg"
+    folder.mkdir()
+    (folder / "train.txt").write_text("")
+    (folder / "test.txt").write_text("0 1\n")
+    code, _, err = run(capsys, "train", "--data", str(folder), "--model", "lightgcn")
+    one_line_error(code, err, "train.txt: no interactions in it")
+    # one training item per user: the 10% held out for validation rounds to none
+    (folder / "train.txt").write_text("0 0\n1 2\n")
+    code, _, err = run(capsys, "train", "--data", str(folder), "--model", "lightgcn")
+    one_line_error(code, err, "the valid split has no interactions")

@@ -134,6 +134,8 @@ def load_lightgcn(folder, *, name: Optional[str] = None, text_dir=None, seed: in
             parts[split] = _read_lightgcn_txt(path)
         elif split != "valid":
             raise DatasetError(f"{folder}: missing {split}.txt")
+    if parts["train"][0].size == 0:
+        raise DatasetError(f"{folder / 'train.txt'}: no interactions in it")
     num_users = 1 + max(int(u.max()) for u, _ in parts.values() if u.size)
     num_items = 1 + max(int(i.max()) for _, i in parts.values() if i.size)
     if "valid" not in parts:
