@@ -13,6 +13,7 @@ through `model=PATH`. Nothing is downloaded: loading runs with HF_HUB_OFFLINE=1.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -47,6 +48,9 @@ def resolve_model_path(model: Optional[Union[str, os.PathLike]] = None) -> Path:
         path = Path(model)
         if not path.is_dir():
             raise EncoderNotFoundError(f"text encoder folder {path} does not exist")
+        if not (path / "config.json").is_file():
+            raise EncoderNotFoundError(f"text encoder folder {path} has no config.json: not a "
+                                       "transformers model folder")
         return path
     path = default_model_path()
     if path is None:
@@ -69,10 +73,17 @@ class TextEncoder:
         self.max_length = max_length
         previous = os.environ.get("HF_HUB_OFFLINE")
         os.environ["HF_HUB_OFFLINE"] = "1"  # a local folder must never turn into a download
+        from transformers.utils import logging as hf_logging
+
+        bars = hf_logging.is_progress_bar_enabled()
+        if not sys.stderr.isatty():  # no bar redrawn with \r into a log file
+            hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
             self.model = AutoModel.from_pretrained(self.path, local_files_only=True)
         finally:
+            if bars:
+                hf_logging.enable_progress_bar()
             if previous is None:
                 os.environ.pop("HF_HUB_OFFLINE", None)
             else:
@@ -95,7 +106,9 @@ class TextEncoder:
         if progress and len(texts) > batch_size:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc=f"encoding {len(texts)} texts", unit="batch")
+            # disable=None: no bar when stderr is not a terminal (logs, CI)
+            starts = tqdm(starts, desc=f"encoding {len(texts)} texts", unit="batch",
+                          disable=None)
         for start in starts:
             batch = list(texts[start:start + batch_size])
             tokens = self.tokenizer(batch, padding=True, truncation=True,

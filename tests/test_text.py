@@ -45,6 +45,11 @@ def test_missing_model_path_is_a_clear_error(tmp_path):
         text.encode(["x"], model=tmp_path / "nowhere")
 
 
+def test_a_folder_without_a_model_is_a_clear_error(tmp_path):
+    with pytest.raises(text.EncoderNotFoundError, match="has no config.json"):
+        text.TextEncoder(tmp_path)
+
+
 def test_bad_arguments(encoder):
     with pytest.raises(TypeError, match="sequence of strings"):
         encoder.encode("one string")
