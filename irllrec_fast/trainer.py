@@ -255,7 +255,9 @@ class Trainer:
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as error:  # a foreign or damaged file: say which, not a traceback
-            raise CheckpointError(f"{path}: cannot load it ({error})") from None
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise CheckpointError(f"{path}: cannot load it as a checkpoint ({first_line})") \
+                from None
         if state.get("version") != CHECKPOINT_VERSION:
             raise CheckpointError(f"{path}: checkpoint version {state.get('version')} is not "
                                   f"{CHECKPOINT_VERSION}")

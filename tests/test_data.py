@@ -115,7 +115,7 @@ def test_irllrec_folder_problems(tmp_path):
     with pytest.raises(DatasetError, match="missing tst_mat.npz"):
         load_irllrec(folder)
     (folder / "val_mat.npz").write_bytes(b"not a zip")
-    with pytest.raises(DatasetError):
+    with pytest.raises(DatasetError, match=r"val_mat.npz: not a .npz file"):
         load_irllrec(folder)
 
 

@@ -31,10 +31,21 @@ def _find(folder: Path, stem: str) -> Optional[Path]:
     return None
 
 
+# how .npz (a zip archive) and .npy files begin; numpy takes anything else for a pickle and
+# suggests allow_pickle=True, which a data file must never need
+_MAGIC = {".npz": b"PK", ".npy": b"\x93NUMPY"}
+
+
 def _read_array_or_matrix(path: Path):
     try:
         if path.suffix == ".pkl":
             return safe_pickle.load(path)
+        magic = _MAGIC.get(path.suffix)
+        if magic is not None:
+            with open(path, "rb") as handle:
+                if handle.read(len(magic)) != magic:
+                    raise DatasetError(f"{path}: not a {path.suffix} file (it does not begin "
+                                       f"as one)")
         if path.suffix == ".npy":
             return np.load(path, allow_pickle=False)
         try:
