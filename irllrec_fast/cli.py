@@ -132,9 +132,13 @@ def _load_data(args):
     from .data import load_folder, make_synthetic
 
     if args.data == "synthetic":
-        if args.format:
-            raise UsageError("--format applies to a dataset folder, not to --data synthetic")
+        for option in ("format", "text"):
+            if getattr(args, option):
+                raise UsageError(f"--{option} applies to a dataset folder, not to --data "
+                                 "synthetic (which has its own text embeddings)")
         return make_synthetic()
+    if not args.data:
+        raise UsageError("--data is empty: give a dataset folder or synthetic")
     folder = Path(args.data)
     if not folder.exists():
         raise UsageError(f"--data {args.data}: no such folder (or use --data synthetic)")

@@ -56,6 +56,8 @@ def test_irllrec_on_a_folder_without_text_is_one_line(capsys, tmp_path):
     (["train", "--model", "svd"], "invalid choice"),
     (["train", "--bogus"], "unrecognized arguments"),
     (["train", "--format", "movielens"], "--format applies to a dataset folder"),
+    (["train", "--text", "/tmp"], "--text applies to a dataset folder"),
+    (["train", "--data", ""], "--data is empty"),
     (["train", "--config", "/nonexistent.yml"], "cannot read config file"),
     ([], "missing command"),
 ])

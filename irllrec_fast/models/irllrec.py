@@ -170,7 +170,8 @@ class IRLLRec(Recommender):
             raise ValueError(
                 "IRLLRec needs text embeddings (user/item profiles and intent texts), and this "
                 "dataset has none: add usr_emb_np / itm_emb_np / user_intent_emb_3 / "
-                "item_intent_emb_3 (.npy/.npz) to the dataset folder, or train --model lightgcn")
+                "item_intent_emb_3 (.npy/.npz/.pkl) to the dataset folder or to a folder given "
+                "with --text, or train --model lightgcn")
         self.config = config if config is not None else IRLLRecConfig()
         self.impl = _impl.resolve(impl, self.OPERATORS)
         self._ops = _impl.operator_table(self.impl, self.OPERATORS[:3])
