@@ -6,7 +6,12 @@ import torch
 
 
 def check_graph_features(graph, x: torch.Tensor, name: str = "x") -> None:
-    """x must be a float [graph.num_nodes, d] tensor on the graph's device."""
+    """graph must be a CSRGraph; x a float [graph.num_nodes, d] tensor on the graph's device."""
+    from ..graph import CSRGraph  # here: graph.py is imported by the package after ops
+
+    if not isinstance(graph, CSRGraph):
+        raise TypeError(f"graph must be an irllrec_fast.CSRGraph (CSRGraph.from_interactions / "
+                        f"from_scipy), got {type(graph).__name__}")
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 2 or x.shape[0] != graph.num_nodes:

@@ -7,6 +7,7 @@ tile from it and returns the gradients of a, b and c (when c is b, autograd adds
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -39,8 +40,9 @@ def check_infonce_args(a, b, c, temperature) -> None:
         raise ValueError(f"c must have {a.shape[1]} columns like a, got shape {tuple(c.shape)}")
     if c.shape[0] == 0:
         raise ValueError("c must have at least one row (candidate), got 0")
-    if isinstance(temperature, torch.Tensor) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a Python float, got {type(temperature).__name__}")
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise TypeError(f"temperature must be a real number (a Python float), got "
+                        f"{type(temperature).__name__}")
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
 
@@ -61,8 +63,8 @@ def infonce(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, temperature: floa
     (three TF32 products per product, "3xTF32"), or with one TF32 product, like torch's matmuls,
     when `torch.backends.cuda.matmul.allow_tf32` is True when the forward or backward runs.
     """
-    require(a.device)
     check_infonce_args(a, b, c, temperature)
+    require(a.device)
     loss, _ = torch.ops.irllrec_fast.infonce(a, b, c, float(temperature))
     return loss
 

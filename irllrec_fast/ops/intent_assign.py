@@ -45,8 +45,8 @@ def intent_assign(e: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     On CUDA the backward holds a [d, 32] slice of w and its gradient in shared memory, which
     bounds d (about 700 in float32 and 350 in float64 on an H100); the CPU kernels take any shape.
     """
-    require(e.device)
     _check(e, w)
+    require(e.device)
     out, _ = torch.ops.irllrec_fast.intent_assign(e, w)
     return out
 

@@ -38,9 +38,9 @@ def intent_propagate(graph, r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     On CUDA d is at most 2048 in float32 when d is a multiple of 4, else 512; the CPU kernels
     take any d.
     """
-    require(x.device)
     check_graph_features(graph, r, "r")
     check_graph_features(graph, x, "x")
+    require(x.device)
     if r.dtype != x.dtype:
         raise TypeError(f"r must have the dtype of x ({x.dtype}), got {r.dtype}")
     if r.shape[1] != x.shape[1]:

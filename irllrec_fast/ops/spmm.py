@@ -23,8 +23,8 @@ def spmm(graph, x: torch.Tensor, value: Optional[torch.Tensor] = None) -> torch.
         x: [num_nodes, d] float32 (CPU/CUDA) or float64 (CPU; CUDA too), differentiable.
         value: optional [num_edges] edge weights ordered like `graph.col`; differentiable.
     """
-    require(x.device)
     check_graph_features(graph, x)
+    require(x.device)
     overridden = value is not None
     if overridden:
         check_edge_values(graph, value, x.dtype)

@@ -5,6 +5,7 @@ import gc
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -344,8 +345,12 @@ class TestBadInput:
             ops.infonce(self.a, self.b, self.c, t)
 
     def test_temperature_type(self):
-        with pytest.raises(TypeError, match="temperature must be a Python float"):
-            ops.infonce(self.a, self.b, self.c, torch.tensor(0.2))
+        for bad in (torch.tensor(0.2), "0.2", True):
+            with pytest.raises(TypeError, match="temperature must be a real number"):
+                ops.infonce(self.a, self.b, self.c, bad)
+        # numpy scalars are real numbers
+        torch.testing.assert_close(ops.infonce(self.a, self.b, self.c, np.float32(0.25)),
+                                   ops.infonce(self.a, self.b, self.c, 0.25))
 
     @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device")
     def test_device(self):

@@ -158,6 +158,12 @@ class TestBadInput:
         with pytest.raises(TypeError, match="x must be float32 or float64"):
             ops.spmm(self.graph, torch.randn(500, 4).half())
 
+    def test_not_a_graph_or_not_a_tensor(self):
+        with pytest.raises(TypeError, match="graph must be an irllrec_fast.CSRGraph"):
+            ops.spmm(torch.zeros(500, 500), torch.randn(500, 4))
+        with pytest.raises(TypeError, match="x must be a torch.Tensor, got ndarray"):
+            ops.spmm(self.graph, torch.randn(500, 4).numpy())
+
     def test_value_shape_and_dtype(self):
         x = torch.randn(500, 4)
         with pytest.raises(ValueError, match="value must have shape"):
