@@ -33,20 +33,26 @@ class TextEmbeddings:
     intent_user: np.ndarray
     intent_item: np.ndarray
 
+    # each field's file in an IRLLRec/RLMRec dataset folder (spec section 6), named in errors
+    FILE_STEMS = {"profile_user": "usr_emb_np", "profile_item": "itm_emb_np",
+                  "intent_user": "user_intent_emb_3", "intent_item": "item_intent_emb_3"}
+
     def check(self, num_users: int, num_items: int, source: str = "text embeddings") -> None:
         for kind in ("profile", "intent"):
             users, items = getattr(self, f"{kind}_user"), getattr(self, f"{kind}_item")
             for side, x, n in (("user", users, num_users), ("item", items, num_items)):
+                field = f"{kind}_{side}"
+                name = f"{field} ({self.FILE_STEMS[field]})"
                 if not isinstance(x, np.ndarray) or x.ndim != 2:
-                    raise DatasetError(f"{source}: {kind}_{side} must be a 2-D array, got "
+                    raise DatasetError(f"{source}: {name} must be a 2-D array, got "
                                        f"{getattr(x, 'shape', type(x).__name__)}")
                 if x.shape[0] != n:
-                    raise DatasetError(f"{source}: {kind}_{side} has {x.shape[0]} rows but the "
+                    raise DatasetError(f"{source}: {name} has {x.shape[0]} rows but the "
                                        f"dataset has {n} {side}s")
                 if not np.issubdtype(x.dtype, np.floating):
-                    raise DatasetError(f"{source}: {kind}_{side} must hold floats, got {x.dtype}")
+                    raise DatasetError(f"{source}: {name} must hold floats, got {x.dtype}")
                 if not np.isfinite(x).all():
-                    raise DatasetError(f"{source}: {kind}_{side} contains NaN or infinity")
+                    raise DatasetError(f"{source}: {name} contains NaN or infinity")
             if users.shape[1] != items.shape[1]:
                 raise DatasetError(f"{source}: {kind} user and item embeddings differ in width "
                                    f"({users.shape[1]} and {items.shape[1]})")

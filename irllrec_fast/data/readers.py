@@ -17,8 +17,7 @@ from .dataset import Dataset, DatasetError, TextEmbeddings, interaction_matrix
 
 FORMATS = ("irllrec", "lightgcn", "movielens")
 IRLLREC_SPLITS = {"train": "trn_mat", "valid": "val_mat", "test": "tst_mat"}
-TEXT_FILES = {"profile_user": "usr_emb_np", "profile_item": "itm_emb_np",
-              "intent_user": "user_intent_emb_3", "intent_item": "item_intent_emb_3"}
+TEXT_FILES = TextEmbeddings.FILE_STEMS
 # .npz / .npy first: they cannot run code
 EXTENSIONS = (".npz", ".npy", ".pkl")
 
