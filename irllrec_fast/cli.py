@@ -174,10 +174,11 @@ def train(args) -> int:
     user = config_mod.read_yaml(args.config) if args.config else None
     model_name = args.model or (config_mod.model_name_of(user) if user else None) or "irllrec"
     dataset = _load_data(args)
-    for split in ("valid", "test"):  # else every metric is 0 and epoch 0 always "best"
+    # else every metric is 0 and epoch 0 always "best"
+    for split, use in (("valid", "select the best epoch on"), ("test", "test on")):
         if getattr(dataset, split).nnz == 0:
             raise UsageError(f"{args.data}: the {split} split has no interactions, so there is "
-                             f"nothing to {'select the best epoch' if split == 'valid' else 'test'} on")
+                             f"nothing to {use}")
     run = config_mod.resolve(model_name, dataset.name, user, source=args.config or "config")
     if args.epochs is not None:
         run.train.epochs = args.epochs

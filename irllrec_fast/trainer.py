@@ -2,8 +2,9 @@
 
 Each epoch draws one negative per training interaction, shuffles, and takes Adam steps on batches
 of triples. After epochs 0, eval_every, 2 * eval_every, ... (and after the last epoch, when the
-epoch limit ends the run) the model is ranked on the validation split; the best state by validation Recall@max(K) is kept, and training stops after `patience`
-validations without improvement or after `epochs` epochs. The best state is then reloaded and
+epoch limit ends the run) the model is ranked on the validation split; the best state by
+validation Recall@max(K) is kept, and training stops after `patience` validations without
+improvement or after `epochs` epochs. The best state is then reloaded and
 ranked once on the test split.
 
 With an output folder, every validation writes (atomically: a temporary file, then os.replace)
@@ -263,8 +264,9 @@ class Trainer:
                                   f"{CHECKPOINT_VERSION}")
         mine = json.loads(json.dumps(self.run_info))
         if state["run_info"] != mine:
-            raise CheckpointError(f"{path} belongs to another run ({_differences(state['run_info'], mine)}): "
-                                  "use another output folder")
+            differences = _differences(state["run_info"], mine)
+            raise CheckpointError(f"{path} belongs to another run ({differences}): use another "
+                                  "output folder")
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as error:  # the same facts, another model (e.g. hand-made run_info)

@@ -102,7 +102,8 @@ def test_irllrec_folder_problems(tmp_path):
         load_irllrec(folder)
     folder = write_irllrec(tmp_path / "b")
     np.save(folder / "itm_emb_np.npy", np.zeros((4, 4)))
-    with pytest.raises(DatasetError, match=r"profile_item \(itm_emb_np\) has 4 rows but the dataset has 5 items"):
+    with pytest.raises(DatasetError,
+                       match=r"profile_item \(itm_emb_np\) has 4 rows but the dataset has 5 items"):
         load_irllrec(folder)
     folder = write_irllrec(tmp_path / "c", text=False)
     sp.save_npz(folder / "val_mat.npz", sp.coo_matrix(([1.0], ([0], [0])), shape=(6, 5)))
