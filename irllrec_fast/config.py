@@ -3,12 +3,12 @@ sections `optimizer`, `train`, `test`, `data`, `model` with global keys, and ins
 mapping named after a dataset that overrides the global keys for that dataset.
 
 The package ships one file per model (irllrec_fast/configs/<model>.yml, IRLLREC_SPEC.md section 4);
-a user file is merged over it, so it only needs the keys it changes. Unknown keys are errors.
+a user file is laid over it (see `resolve`), so it only needs the keys it changes. Unknown keys
+are errors.
 """
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
