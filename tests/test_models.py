@@ -168,6 +168,32 @@ def test_impl_fused_names_missing_operators(monkeypatch):
     assert LightGCN(graph, impl=None).impl == "fused"  # spmm is all LightGCN needs
 
 
+def test_the_default_operators_follow_the_device(monkeypatch):
+    """impl=None is chosen again after every move: where the build has no kernels for the new
+    device (a CPU-only build moved to a GPU, stood in for here by the library's answer), the
+    model and its backbone switch to the references and keep training; an explicit impl stays."""
+    from irllrec_fast import _library
+    if not _library.available():
+        pytest.skip("compiled operators absent")
+    graph, text, pairs = small_problem()
+    batch = random_batch(pairs, graph.num_items, 16)
+    auto = IRLLRec(graph, text, small_config())
+    fixed = IRLLRec(graph, text, small_config(), impl="fused")
+    lightgcn = LightGCN(graph)
+    assert auto.impl == fixed.impl == lightgcn.impl == "fused"
+    monkeypatch.setattr(_library, "kernels_for", lambda device=None: False)
+    for model in (auto, fixed, lightgcn):
+        model.double()  # a move: _apply runs
+    assert (auto.impl, auto.backbone.impl, lightgcn.impl) == ("torch",) * 3
+    assert auto._ops.spmm is reference.spmm and auto.backbone._ops.spmm is reference.spmm
+    assert (fixed.impl, fixed.backbone.impl) == ("fused", "fused")
+    loss, _ = auto.calculate_loss(batch)  # runs on the references
+    loss.backward()
+    monkeypatch.undo()
+    auto.float()
+    assert (auto.impl, auto.backbone.impl) == ("fused", "fused")
+
+
 def step_both(graph, text, config, batch, dtype=torch.float32, seed=0):
     """(loss, grads) of one step with impl='torch' and impl='fused' from the same weights and
     the same noise."""

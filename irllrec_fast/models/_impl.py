@@ -10,6 +10,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Iterable, Optional
 
+import torch
+
 from .. import _library, ops
 from ..ops import reference
 
@@ -20,12 +22,14 @@ def _missing(names: Iterable[str]) -> list[str]:
     return [name for name in names if not callable(getattr(ops, name, None))]
 
 
-def resolve(impl: Optional[str], names: Iterable[str]) -> str:
-    """'fused' or 'torch'. None picks 'fused' when the compiled kernels and every operator in
-    `names` are present, else 'torch'. An explicit 'fused' that cannot be honoured raises."""
+def resolve(impl: Optional[str], names: Iterable[str],
+            device: Optional[torch.device] = None) -> str:
+    """'fused' or 'torch'. None picks 'fused' when the compiled kernels (for `device`, when given)
+    and every operator in `names` are present, else 'torch'. An explicit 'fused' that cannot be
+    honoured raises."""
     names = tuple(names)
     if impl is None:
-        return "fused" if _library.available() and not _missing(names) else "torch"
+        return "fused" if _library.kernels_for(device) and not _missing(names) else "torch"
     if impl not in IMPLS:
         raise ValueError(f"impl must be 'fused' or 'torch', got {impl!r}")
     if impl == "fused":

@@ -8,12 +8,13 @@ Contract:
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
 from ..graph import CSRGraph
+from . import _impl
 
 
 def check_bipartite(graph: CSRGraph) -> None:
@@ -100,4 +101,27 @@ class Recommender(nn.Module):
 
     def _apply(self, fn, recurse=True):
         self.drop_caches()
-        return super()._apply(fn, recurse)
+        out = super()._apply(fn, recurse)
+        if self._operators_follow_device:  # see choose_operators
+            chosen = _impl.resolve(None, self.OPERATORS, self.device)
+            if chosen != self.impl:
+                self.use_operators(chosen)
+        return out
+
+    # ------------------------------------------------------------------ operators
+    OPERATORS: Tuple[str, ...] = ()
+    _operators_follow_device = False
+
+    def choose_operators(self, impl: Optional[str]) -> None:
+        """Called once by subclasses' __init__. impl "fused" / "torch" is kept wherever the model
+        goes (an explicit "fused" raises at the first operator on a device without kernels);
+        None picks "fused" where the build has kernels for the parameters' device and all of
+        OPERATORS, and is chosen again after every move, so that a CPU-only build moved to a GPU
+        runs the references instead of failing."""
+        self._operators_follow_device = impl is None
+        self.use_operators(_impl.resolve(impl, self.OPERATORS))
+
+    def use_operators(self, impl: str) -> None:
+        """Sets `impl` ("fused" | "torch") and the operator table; subclasses extend it."""
+        self.impl = impl
+        self._ops = _impl.operator_table(impl, self.OPERATORS)

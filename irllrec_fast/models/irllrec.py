@@ -39,7 +39,6 @@ from torch import nn
 
 from .. import losses
 from ..graph import CSRGraph
-from . import _impl
 from . import _text_tail
 from ._text_tail import blend_leaky_linear, leaky_mlp
 from .base import Recommender
@@ -173,9 +172,7 @@ class IRLLRec(Recommender):
                 "item_intent_emb_3 (.npy/.npz/.pkl) to the dataset folder or to a folder given "
                 "with --text, or train --model lightgcn")
         self.config = config if config is not None else IRLLRecConfig()
-        self.impl = _impl.resolve(impl, self.OPERATORS)
-        self._ops = _impl.operator_table(self.impl, self.OPERATORS[:3])
-        self._loss_impl = self.impl
+        self.choose_operators(impl)
         U, I = self.num_users, self.num_items
         self.register_buffer("profile", _stack_rows("profile", text.profile_user,
                                                      text.profile_item, U, I), persistent=False)
@@ -183,6 +180,7 @@ class IRLLRec(Recommender):
                                                     text.intent_item, U, I), persistent=False)
 
         cfg, d = self.config, self.config.embedding_size
+        # explicit: the backbone follows this model's choice (use_operators), not its own
         self.backbone = LightGCN(graph, cfg.backbone_config(), impl=self.impl)
         self.user_intent = nn.Parameter(nn.init.xavier_uniform_(torch.empty(d, cfg.intent_num)))
         self.item_intent = nn.Parameter(nn.init.xavier_uniform_(torch.empty(d, cfg.intent_num)))
@@ -199,6 +197,12 @@ class IRLLRec(Recommender):
                 p_m.requires_grad_(False)
         if cfg.teacher_init == "redraw":
             _xavier_weights(self.int_mlp_m)
+
+    def use_operators(self, impl: str) -> None:
+        super().use_operators(impl)
+        backbone = self._modules.get("backbone")  # absent while __init__ runs
+        if backbone is not None:
+            backbone.use_operators(impl)
 
     # ------------------------------------------------------------------ towers
     def intent_representation(self, layer_inputs) -> torch.Tensor:
@@ -319,7 +323,7 @@ class IRLLRec(Recommender):
                           ) -> torch.Tensor:
         """NCE(anchors vs all users) + NCE(pos vs in-batch pos) + NCE(neg vs in-batch neg)."""
         users, pos, neg = batch
-        U, impl = self.num_users, self._loss_impl
+        U, impl = self.num_users, self.impl
         g_user, g_item = graph_side[:U], graph_side[U:]
         return (losses.cal_infonce_loss(g_user[users], text_user[users], text_user, temperature,
                                         impl=impl)
@@ -348,7 +352,7 @@ class IRLLRec(Recommender):
         anc, pos_e, neg_e = user[users], item[pos], item[neg]
 
         bpr = losses.cal_bpr_loss(anc, pos_e, neg_e) / B
-        reg = cfg.reg_weight * losses.reg_params(self, impl=self._loss_impl)
+        reg = cfg.reg_weight * losses.reg_params(self, impl=self.impl)
         profile = self._contrast_triplet(final, *self._profile_text(batch), batch,
                                          cfg.kd_temperature)
         profile = profile / B * cfg.kd_weight
@@ -371,7 +375,7 @@ class IRLLRec(Recommender):
             noise = (torch.randn_like(intent_text), torch.randn_like(final))
         eps_text, eps_graph = noise
         translation = losses.ssl_con_loss(intent_text + intent_text * eps_text,
-                                          final + final * eps_graph, impl=self._loss_impl)
+                                          final + final * eps_graph, impl=self.impl)
 
         soft = losses.momentum_distill_loss(intent_text, teacher)
         w2, w3 = cfg.kd_int_weight_2, cfg.kd_int_weight_3

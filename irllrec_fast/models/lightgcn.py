@@ -9,7 +9,6 @@ from torch import nn
 
 from .. import losses
 from ..graph import CSRGraph
-from . import _impl
 from .base import Recommender
 
 LAYER_COMBINES = ("sum", "mean")
@@ -65,8 +64,7 @@ class LightGCN(Recommender):
                  impl: Optional[str] = None):
         super().__init__(graph)
         self.config = config if config is not None else LightGCNConfig()
-        self.impl = _impl.resolve(impl, self.OPERATORS)
-        self._ops = _impl.operator_table(self.impl, self.OPERATORS)
+        self.choose_operators(impl)
         d = self.config.embedding_size
         self.user_embeds = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.num_users, d)))
         self.item_embeds = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.num_items, d)))
