@@ -440,6 +440,29 @@ std::tuple<at::Tensor, at::Tensor> intent_assign(const at::Tensor& e, const at::
   return {out, lse};
 }
 
+// Shared memory of the grad_w kernel: a [d, kSliceK] slice of w and its accumulator, plus each
+// warp's P / dZ values and its rows of e and grad.
+template <typename scalar_t>
+int64_t grad_w_smem_bytes(int64_t d) {
+  using acc_t = at::opmath_type<scalar_t>;
+  return (d * kSliceK + kWarps * 2 * kSliceK) * int64_t(sizeof(acc_t)) +
+         (d * kSliceK + kWarps * 2 * d) * int64_t(sizeof(scalar_t));
+}
+
+// The backward as dense products with O(n K) temporaries, for widths whose grad_w slice does not
+// fit in shared memory (d above about 700 in float32 on an H100): the same sums as the kernels,
+// in the op-math type. Rare for this model (d = 32 or 64), so plain ATen products suffice.
+std::tuple<at::Tensor, at::Tensor> backward_dense(const at::Tensor& grad, const at::Tensor& e,
+                                                  const at::Tensor& w, const at::Tensor& lse) {
+  const auto acc = at::toOpMathType(e.scalar_type());
+  const auto e_a = e.to(acc), w_a = w.to(acc), g_a = grad.to(acc);
+  const auto p = at::exp(at::mm(e_a, w_a) - lse.to(acc).unsqueeze(1));
+  const auto gp = at::mm(g_a, w_a);
+  const auto dz = p * (gp - (p * gp).sum(1, /*keepdim=*/true));
+  return {at::mm(dz, w_a.t()).to(e.scalar_type()),
+          (at::mm(g_a.t(), p) + at::mm(e_a.t(), dz)).to(e.scalar_type())};
+}
+
 std::tuple<at::Tensor, at::Tensor> intent_assign_backward(const at::Tensor& grad,
                                                           const at::Tensor& e, const at::Tensor& w,
                                                           const at::Tensor& lse) {
@@ -460,6 +483,11 @@ std::tuple<at::Tensor, at::Tensor> intent_assign_backward(const at::Tensor& grad
   AT_DISPATCH_FLOATING_TYPES(e.scalar_type(), "irllrec_fast::intent_assign_backward (CUDA)", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     if (backward_tiles<scalar_t>(g_c, e_c, w_c, lse_c, grad_e, grad_w, device, stream)) return;
+    const int64_t bytes = grad_w_smem_bytes<scalar_t>(d);
+    if (bytes > max_shared_bytes(device)) {
+      std::tie(grad_e, grad_w) = backward_dense(g_c, e_c, w_c, lse_c);
+      return;
+    }
     const auto acc_type = at::toOpMathType(e.scalar_type());
     auto row_dot = at::empty({n}, e.options().dtype(acc_type));
     const int64_t slices = (K + kSliceK - 1) / kSliceK;
@@ -480,10 +508,6 @@ std::tuple<at::Tensor, at::Tensor> intent_assign_backward(const at::Tensor& grad
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
 
-    const int64_t bytes = (d * kSliceK + kWarps * 2 * kSliceK) * int64_t(sizeof(acc_t)) +
-                          (d * kSliceK + kWarps * 2 * d) * int64_t(sizeof(scalar_t));
-    TORCH_CHECK(bytes <= max_shared_bytes(device), "intent_assign: e has too many features (d = ",
-                d, ") for the CUDA kernel's shared memory");
     const auto grad_w_kernel = intent_assign_grad_w_kernel<scalar_t>;
     if (bytes > kDefaultSmem)
       C10_CUDA_CHECK(cudaFuncSetAttribute(grad_w_kernel,

@@ -42,8 +42,9 @@ def intent_assign(e: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         w: [d, K] prototypes (K columns, any K >= 1; at most 512 on CUDA), same dtype and
             device, differentiable.
 
-    On CUDA the backward holds a [d, 32] slice of w and its gradient in shared memory, which
-    bounds d (about 700 in float32 and 350 in float64 on an H100); the CPU kernels take any shape.
+    On CUDA the backward's kernels hold a [d, 32] slice of w and its gradient in shared memory;
+    above about d = 700 in float32 (350 in float64) on an H100 the backward runs as dense
+    products with [n, K] temporaries instead. The CPU kernels take any shape.
     """
     _check(e, w)
     require(e.device)

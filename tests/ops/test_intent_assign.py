@@ -48,6 +48,12 @@ def test_matches_reference(device, d, K, dtype):
     assert_matches(*make_inputs(700, d, K, dtype, device, seed=d * 1000 + K))
 
 
+@pytest.mark.parametrize("d, dtype", [(800, torch.float32), (400, torch.float64)])
+def test_wide_embeddings(device, d, dtype):
+    # on CUDA, too wide for the grad_w kernel's shared memory: the dense-product backward
+    assert_matches(*make_inputs(300, d, 40, dtype, device, seed=d))
+
+
 @pytest.mark.parametrize("K", [128, 512])
 def test_many_rows(device, K):
     # Amazon-book's node count: many tiles, the largest K the kernels are sized for
