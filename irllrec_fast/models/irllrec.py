@@ -153,7 +153,8 @@ class IRLLRec(Recommender):
             `irllrec_fast.data.TextEmbeddings`. Required.
         config: `IRLLRecConfig`.
         impl: "fused" (ops.spmm / intent_assign / intent_propagate and the fused losses),
-            "torch" (the references) or None (fused when every operator is built).
+            "torch" (the references) or None (fused where every operator is built for the model's
+            device, chosen again after each move).
 
     The text embeddings are non-persistent buffers: they follow `.to()` but stay out of the
     state dict (they are data, not weights).

@@ -55,7 +55,8 @@ class LightGCN(Recommender):
     Args:
         graph: the training interactions as a bipartite `CSRGraph` (from_interactions/from_scipy).
         config: `LightGCNConfig`.
-        impl: "fused" (ops.spmm), "torch" (ops.reference.spmm) or None (fused when built).
+        impl: "fused" (ops.spmm), "torch" (ops.reference.spmm) or None (fused where the build has
+            kernels for the model's device, chosen again after each move).
     """
 
     OPERATORS = ("spmm",)
