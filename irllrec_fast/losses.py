@@ -132,6 +132,9 @@ def _check_rows(name: str, x: torch.Tensor, like: Optional[Tuple[str, torch.Tens
 def cal_bpr_loss(anc_embeds: torch.Tensor, pos_embeds: torch.Tensor,
                  neg_embeds: torch.Tensor) -> torch.Tensor:
     """BPR, summed over the batch: sum softplus(<anc, neg> - <anc, pos>). All [B, d]."""
+    _check_rows("anc_embeds", anc_embeds)
+    _check_rows("pos_embeds", pos_embeds, ("anc_embeds", anc_embeds), same_rows=True)
+    _check_rows("neg_embeds", neg_embeds, ("anc_embeds", anc_embeds), same_rows=True)
     pos_preds = (anc_embeds * pos_embeds).sum(-1)
     neg_preds = (anc_embeds * neg_embeds).sum(-1)
     return F.softplus(neg_preds - pos_preds).sum()

@@ -202,6 +202,18 @@ def test_detect_format_says_what_it_expected(tmp_path):
 
 
 # ---------------------------------------------------------------------- synthetic
+@pytest.mark.parametrize("argument, value, message", [
+    ("num_users", 0, "num_users must be >= 1, got 0"),
+    ("num_items", 11, "num_items must be >= 12, got 11"),
+    ("num_intents", 0, "num_intents must be >= 1, got 0"),
+    ("noise", 1.5, r"noise must lie in \[0, 1\], got 1.5"),
+    ("intents_per_user", 0, "intents_per_user must be > 0, got 0"),
+])
+def test_synthetic_arguments_are_checked_by_name(argument, value, message):
+    with pytest.raises(ValueError, match=message):
+        make_synthetic(**{argument: value})
+
+
 def test_synthetic_dataset_properties():
     data = make_synthetic(num_users=400, num_items=300, num_intents=8, seed=5)
     again = make_synthetic(num_users=400, num_items=300, num_intents=8, seed=5)

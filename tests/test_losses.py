@@ -353,6 +353,8 @@ BAD_INPUTS = [  # (call, error type, message): each refused alike by both paths
      ValueError, "symmetric=True needs in-batch candidates"),
     (lambda x, impl: losses.momentum_distill_loss(x, x[:2]),
      ValueError, "teacher must have the 5 rows of student, got 2"),
+    (lambda x, impl: losses.cal_bpr_loss(x, x[:2], x),
+     ValueError, "pos_embeds must have the 5 rows of anc_embeds, got 2"),
 ]
 
 

@@ -156,6 +156,22 @@ def test_configs_reject_bad_values():
         build_model("sgl", small_problem()[0])
 
 
+def test_bad_configs_and_batches_are_named():
+    graph, text, pairs = small_problem()
+    with pytest.raises(TypeError, match="config must be a LightGCNConfig, got dict"):
+        LightGCN(graph, {"embedding_size": 8})
+    with pytest.raises(TypeError, match="config must be an IRLLRecConfig, got LightGCNConfig"):
+        IRLLRec(graph, text, LightGCNConfig())
+    users, pos, neg = random_batch(pairs, graph.num_items, 8)
+    model = LightGCN(graph, impl="torch")
+    for batch, message in (((users, pos), "batch must be a tuple .* got tuple of 2"),
+                           ((users.float(), pos, neg), "batch users must be a 1-D integer"),
+                           ((users, pos[:5], neg), "batch pos_items has 5 entries, users has 8")):
+        with pytest.raises(ValueError, match=message):
+            model.calculate_loss(batch)
+    model.calculate_loss((users, pos, neg))  # the contract's form passes
+
+
 def test_impl_fused_names_missing_operators(monkeypatch):
     graph, text, _ = small_problem()
     from irllrec_fast import extension_available

@@ -20,6 +20,21 @@ from .dataset import Dataset, TextEmbeddings, interaction_matrix
 from .readers import per_user_split
 
 
+def _check_arguments(**values) -> None:
+    """ValueError naming the first argument out of range (numpy's own errors name none)."""
+    minimum = {"num_users": 1, "num_items": 12, "num_intents": 1, "profile_width": 1,
+               "intent_width": 1, "mean_interactions": 3}
+    for name, low in minimum.items():
+        if not values[name] >= low:
+            raise ValueError(f"{name} must be >= {low}, got {values[name]}")
+    for name in ("intents_per_user", "popularity_exponent", "text_noise"):
+        if not values[name] >= 0 or (name == "intents_per_user" and values[name] == 0):
+            raise ValueError(f"{name} must be {'> 0' if name == 'intents_per_user' else '>= 0'},"
+                             f" got {values[name]}")
+    if not 0 <= values["noise"] <= 1:
+        raise ValueError(f"noise must lie in [0, 1], got {values['noise']}")
+
+
 def make_synthetic(num_users: int = 1000, num_items: int = 600, num_intents: int = 12, *,
                    mean_interactions: float = 12.0, intents_per_user: float = 1.5,
                    popularity_exponent: float = 0.8, noise: float = 0.1,
@@ -39,6 +54,11 @@ def make_synthetic(num_users: int = 1000, num_items: int = 600, num_intents: int
             per dimension times sqrt(width), i.e. relative to the signal's norm.
         seed: seed of every draw.
     """
+    _check_arguments(num_users=num_users, num_items=num_items, num_intents=num_intents,
+                     mean_interactions=mean_interactions, intents_per_user=intents_per_user,
+                     popularity_exponent=popularity_exponent, noise=noise,
+                     profile_width=profile_width, intent_width=intent_width,
+                     text_noise=text_noise)
     rng = np.random.default_rng(seed)
     C = num_intents
     item_intent = rng.choice(C, size=num_items, p=rng.dirichlet(np.full(C, 3.0)))

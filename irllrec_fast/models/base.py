@@ -62,6 +62,26 @@ class Recommender(nn.Module):
         return self._graph_copies[key]
 
     # ------------------------------------------------------------------ contract
+    @staticmethod
+    def unpack_batch(batch) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(users, pos_items, neg_items) after checking the contract's form: three 1-D integer
+        tensors of one length. Index ranges are left to the indexing (checking them here would
+        make a GPU wait)."""
+        if not isinstance(batch, (tuple, list)) or len(batch) != 3:
+            raise ValueError("batch must be a tuple (users, pos_items, neg_items), got "
+                             f"{type(batch).__name__}"
+                             + (f" of {len(batch)}" if isinstance(batch, (tuple, list)) else ""))
+        for name, t in zip(("users", "pos_items", "neg_items"), batch):
+            if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.is_floating_point() \
+                    or t.is_complex() or t.dtype == torch.bool:
+                raise ValueError(f"batch {name} must be a 1-D integer tensor, got "
+                                 f"{getattr(t, 'dtype', type(t).__name__)} of shape "
+                                 f"{tuple(getattr(t, 'shape', ()))}")
+            if t.shape[0] != batch[0].shape[0]:
+                raise ValueError(f"batch {name} has {t.shape[0]} entries, users has "
+                                 f"{batch[0].shape[0]}")
+        return tuple(batch)
+
     def embeddings(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Final user [U, d] and item [I, d] embeddings used for ranking (no dropout)."""
         raise NotImplementedError

@@ -172,6 +172,8 @@ class IRLLRec(Recommender):
                 "dataset has none: add usr_emb_np / itm_emb_np / user_intent_emb_3 / "
                 "item_intent_emb_3 (.npy/.npz/.pkl) to the dataset folder or to a folder given "
                 "with --text, or train --model lightgcn")
+        if config is not None and not isinstance(config, IRLLRecConfig):
+            raise TypeError(f"config must be an IRLLRecConfig, got {type(config).__name__}")
         self.config = config if config is not None else IRLLRecConfig()
         self.choose_operators(impl)
         U, I = self.num_users, self.num_items
@@ -345,7 +347,7 @@ class IRLLRec(Recommender):
         weights before it) and before the teacher's forward, as the released code does.
         """
         cfg = self.config
-        users, pos, neg = batch
+        users, pos, neg = self.unpack_batch(batch)
         B = users.shape[0]
         final, layers = self.backbone.propagate(cfg.keep_rate)
         U = self.num_users

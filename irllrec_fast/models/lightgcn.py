@@ -64,6 +64,8 @@ class LightGCN(Recommender):
     def __init__(self, graph: CSRGraph, config: Optional[LightGCNConfig] = None, *,
                  impl: Optional[str] = None):
         super().__init__(graph)
+        if config is not None and not isinstance(config, LightGCNConfig):
+            raise TypeError(f"config must be a LightGCNConfig, got {type(config).__name__}")
         self.config = config if config is not None else LightGCNConfig()
         self.choose_operators(impl)
         d = self.config.embedding_size
@@ -94,7 +96,7 @@ class LightGCN(Recommender):
 
     def calculate_loss(self, batch) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """BPR (mean over the batch) + reg_weight * sum ||W||^2."""
-        users, pos, neg = batch
+        users, pos, neg = self.unpack_batch(batch)
         final, _ = self.propagate(self.config.keep_rate)
         user, item = final[:self.num_users], final[self.num_users:]
         bpr = losses.cal_bpr_loss(user[users], item[pos], item[neg]) / users.shape[0]
