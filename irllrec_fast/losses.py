@@ -69,21 +69,21 @@ def _kernel_precision(*tensors):
     return out
 
 
-def _scaled_for_kernel(anchors: torch.Tensor, temperature):
-    """(anchors, tau) for ops.infonce, which takes tau as a plain float. A learnable temperature
-    (a tensor that requires grad) divides the anchors instead, with tau = 1: the logits
-    <a / t, c> are the same, and autograd then reaches the temperature."""
+def _scaled_for_kernel(anchors: torch.Tensor, temperature, value: float):
+    """(anchors, tau) for ops.infonce, which takes tau as a plain float (`value`, the checked
+    temperature). A learnable temperature (a tensor that requires grad) divides the anchors
+    instead, with tau = 1: the logits <a / t, c> are the same, and autograd then reaches it."""
     learnable = isinstance(temperature, torch.Tensor) and temperature.requires_grad
-    value = _check_temperature(temperature, read_tensor=True)
     if learnable:
         return anchors / temperature.to(anchors.dtype), 1.0
     return anchors, value
 
 
 def _check_temperature(temperature, read_tensor: bool) -> Optional[float]:
-    """The temperature as a float after checking it is a finite number > 0. A tensor's value is
-    read (which waits for its device) only when `read_tensor`: the kernel needs the float anyway;
-    the torch paths leave a tensor temperature on the device, its value unchecked."""
+    """The temperature as a float after checking it is a finite number > 0; read once per loss.
+    A tensor's value is read (which waits for its device) only when `read_tensor`: the kernel
+    needs the float anyway; the torch paths leave a tensor temperature on the device, its value
+    unchecked (None)."""
     if isinstance(temperature, torch.Tensor):
         if temperature.numel() != 1 or not temperature.is_floating_point():
             raise ValueError("a temperature tensor must hold one floating-point number, got "
@@ -172,14 +172,14 @@ def cal_infonce_loss(embeds1: torch.Tensor, embeds2: torch.Tensor, all_embeds2: 
     _check_rows("embeds2", embeds2, ("embeds1", embeds1), same_rows=True)
     _check_rows("all_embeds2", all_embeds2, ("embeds1", embeds1))
     fused = resolve_impl(impl, embeds1.device) == "fused"
-    _check_temperature(temp, read_tensor=False)
+    tau = _check_temperature(temp, read_tensor=fused)
     if fused:
         embeds1, embeds2, all_embeds2 = _kernel_precision(embeds1, embeds2, all_embeds2)
     normalize = _lean_autograd.rlm_normalize if fused else _rlm_normalize
     a, b = normalize(embeds1), normalize(embeds2)
     c = b if all_embeds2 is embeds2 else normalize(all_embeds2)
     if fused:
-        anchors, tau = _scaled_for_kernel(a, temp)
+        anchors, tau = _scaled_for_kernel(a, temp, tau)
         return ops.infonce(anchors, b, c, tau).sum()
     nume_term = -(a * b / temp).sum(-1)
     deno_term = torch.log(torch.sum(torch.exp(a @ c.T / temp), dim=-1))
@@ -196,7 +196,7 @@ def ssl_con_loss(x: torch.Tensor, y: torch.Tensor, temp: float = 1.0, *,
     _check_rows("x", x)
     _check_rows("y", y, ("x", x), same_rows=True)
     fused = resolve_impl(impl, x.device) == "fused"
-    _check_temperature(temp, read_tensor=False)
+    tau = _check_temperature(temp, read_tensor=fused)
     if not fused:
         x, y = F.normalize(x), F.normalize(y)
         mole = torch.exp(torch.sum(x * y, dim=1) / temp)
@@ -207,7 +207,7 @@ def ssl_con_loss(x: torch.Tensor, y: torch.Tensor, temp: float = 1.0, *,
     # softplus(log(1e-8) - lse), which neither overflows nor gives inf / inf gradients.
     x, y = _kernel_precision(x, y)
     x, y = _lean_autograd.unit_rows(x), _lean_autograd.unit_rows(y)
-    anchors, tau = _scaled_for_kernel(x, temp)
+    anchors, tau = _scaled_for_kernel(x, temp, tau)
     rest = ops.infonce(anchors, y, y, tau)
     lse = rest + (x * y).sum(1) / temp
     ratio = torch.exp(-rest - F.softplus(math.log(1e-8) - lse))
@@ -244,7 +244,7 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, candidates: Optional[torch.Tensor
     if symmetric and candidates is not None:
         raise ValueError("symmetric=True needs in-batch candidates (candidates=None)")
     impl = resolve_impl(impl, a.device)
-    _check_temperature(temperature, read_tensor=False)
+    tau = _check_temperature(temperature, read_tensor=impl == "fused")
     if impl == "fused":
         a, b, candidates = _kernel_precision(a, b, candidates)
     normalize = _lean_autograd.unit_rows if impl == "fused" else F.normalize
@@ -253,8 +253,8 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, candidates: Optional[torch.Tensor
 
     def one_direction(x, y, cand):
         if impl == "fused":
-            anchors, tau = _scaled_for_kernel(x, temperature)
-            return ops.infonce(anchors, y, cand, tau)
+            anchors, kernel_tau = _scaled_for_kernel(x, temperature, tau)
+            return ops.infonce(anchors, y, cand, kernel_tau)
         return torch.logsumexp(x @ cand.T / temperature, dim=1) - (x * y).sum(1) / temperature
 
     per_row = one_direction(a, b, c)

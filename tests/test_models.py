@@ -189,8 +189,6 @@ def test_the_default_operators_follow_the_device(monkeypatch):
     device (a CPU-only build moved to a GPU, stood in for here by the library's answer), the
     model and its backbone switch to the references and keep training; an explicit impl stays."""
     from irllrec_fast import _library
-    if not _library.available():
-        pytest.skip("compiled operators absent")
     graph, text, pairs = small_problem()
     batch = random_batch(pairs, graph.num_items, 16)
     auto = IRLLRec(graph, text, small_config())

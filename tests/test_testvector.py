@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from irllrec_fast import CSRGraph, _library, testing
+from irllrec_fast import CSRGraph, testing
 from irllrec_fast.models import IRLLRec, IRLLRecConfig
 
 ATOL, RTOL = 1e-10, 1e-10
@@ -70,11 +70,7 @@ def test_every_loss_part_embedding_and_gradient(vector, float64_default):
     close(terms["intent_repr"], vector["intent_repr"])
 
 
-IMPLS = ["torch", pytest.param("fused", marks=pytest.mark.skipif(
-    not _library.available(), reason="compiled kernels not loaded"))]
-
-
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", ["torch", "fused"])
 def test_calculate_loss_total_and_gradients(vector, float64_default, impl):
     model, batch, noise, h = build(vector, impl=impl)
     loss, parts = model.calculate_loss(batch, noise)
