@@ -33,7 +33,11 @@ class Transpose:
 
 
 def _as_long_tensor(x, name: str) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    if not isinstance(x, torch.Tensor):
+        x = np.asarray(x)
+        if x.size == 0 and x.dtype == np.float64:  # an empty list has no integer dtype to infer
+            x = x.astype(np.int64)
+    t = torch.as_tensor(x)
     if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
         raise ValueError(f"{name} must hold integer indices, got dtype {t.dtype}")
     if t.dim() != 1:

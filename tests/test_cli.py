@@ -242,3 +242,28 @@ def test_empty_splits_are_one_line(capsys, tmp_path):
     (folder / "train.txt").write_text("0 0\n1 2\n")
     code, _, err = run(capsys, "train", "--data", str(folder), "--model", "lightgcn")
     one_line_error(code, err, "the valid split has no interactions")
+
+
+def test_train_config_defaults_are_the_spec_protocol():
+    """IRLLREC_SPEC.md section 5, for code that builds a TrainConfig without a file."""
+    c = config_mod.TrainConfig()
+    assert (c.epochs, c.batch_size, c.lr, c.weight_decay, c.eval_every, c.patience, c.seed,
+            c.ks, c.eval_batch_size) == (3000, 4096, 1e-3, 0.0, 3, 5, 2023, (5, 10, 20), 1024)
+    assert c.metric == "recall@20"
+    assert config_mod.TrainConfig(ks=(20, 5)).metric == "recall@20"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lr": 0.0}, "lr must be > 0"),
+    ({"eval_every": 0}, "eval_every must be >= 1"),
+    ({"patience": 0}, "patience must be >= 1"),
+    ({"ks": (0, 20)}, "ks must be positive"),
+])
+def test_train_config_rejects_values_out_of_range(change, message):
+    with pytest.raises(config_mod.ConfigError, match=message):
+        config_mod.TrainConfig(**change)
+
+
+def test_only_adam_is_accepted():
+    with pytest.raises(config_mod.ConfigError, match="only optimizer.name = adam"):
+        config_mod.resolve("irllrec", "amazon", {"optimizer": {"name": "sgd"}})

@@ -108,3 +108,28 @@ def test_stored_zeros_are_not_interactions_and_counts_are_binary():
     for k in (1, 2, 3):
         assert result[f"recall@{k}"] == pytest.approx(recall[k], abs=1e-12)
         assert result[f"ndcg@{k}"] == pytest.approx(ndcg[k], abs=1e-12)
+
+
+def test_ks_must_be_positive():
+    """K = 0 would divide by an IDCG read from the wrong end of the table; it is refused."""
+    with pytest.raises(ValueError, match="ks must be positive"):
+        evaluate(FixedScores(SCORES), TEST, TRAIN, ks=(0, 5))
+
+
+class TrainingModeScores(FixedScores):
+    """Scores that depend on the mode, as with dropout: only eval-mode scores are the real ones."""
+
+    def full_sort_predict(self, users):
+        scores = super().full_sort_predict(users)
+        return -scores if self.training else scores
+
+
+def test_the_model_is_ranked_in_eval_mode():
+    model = TrainingModeScores(SCORES)
+    model.train()
+    result = evaluate(model, TEST, TRAIN, ks=(1, 2, 3))
+    recall, ndcg = by_hand()
+    assert not model.training
+    for k in (1, 2, 3):
+        assert result[f"recall@{k}"] == pytest.approx(recall[k], abs=1e-12)
+        assert result[f"ndcg@{k}"] == pytest.approx(ndcg[k], abs=1e-12)

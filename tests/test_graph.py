@@ -118,3 +118,55 @@ def test_real_amazon_graph_shape(amazon_graph):
     assert amazon_graph.num_nodes == 11000 + 9332
     assert amazon_graph.num_edges == 2 * 120464
     assert amazon_graph.values_symmetric
+
+
+def test_degree_and_row_normalisation_of_a_directed_graph():
+    """Out-degree is the row sum, also where A != A^T (e.g. after edge dropout)."""
+    g = testing.random_directed_graph(50, 400, seed=2, dtype=torch.float64)
+    a = dense(g)
+    torch.testing.assert_close(g.degree(), a.sum(1))
+    deg = a.sum(1)
+    inv = torch.where(deg > 0, 1 / deg, torch.zeros_like(deg))
+    torch.testing.assert_close(dense(g.normalized("row")), inv[:, None] * a)
+    inv_sqrt = torch.where(deg > 0, deg.rsqrt(), torch.zeros_like(deg))
+    torch.testing.assert_close(dense(g.normalized("sym")), inv_sqrt[:, None] * a * inv_sqrt[None, :])
+
+
+def test_transpose_rows_are_ordered_by_source_node():
+    g = testing.random_directed_graph(50, 400, seed=2)
+    t = g.transpose
+    for r in range(g.num_nodes):
+        cols = t.col[t.rowptr[r]:t.rowptr[r + 1]].long()
+        assert torch.all(cols[1:] >= cols[:-1]), r
+
+
+def test_user_ids_are_range_checked_and_stored_zeros_are_no_edges():
+    with pytest.raises(ValueError, match=r"users must lie in \[0, num_users = 2\)"):
+        CSRGraph.from_interactions([2], [0], 2, 3)  # would silently become item node 0
+    with pytest.raises(ValueError, match="must be >= 0"):
+        CSRGraph.from_interactions(np.zeros(0, np.int64), np.zeros(0, np.int64), -1, 3)
+    mat = sp.coo_matrix((np.array([1.0, 0.0]), ([0, 1], [1, 2])), shape=(2, 3))
+    g = CSRGraph.from_scipy(mat)
+    assert g.num_edges == 2 and dense(g)[1, 2 + 2] == 0
+
+
+def test_drop_edges_follows_its_generator_and_checks_the_rate():
+    g = testing.power_law_graph(seed=1)
+    a = g.drop_edges(0.5, torch.Generator().manual_seed(7))
+    torch.manual_seed(0)
+    b = g.drop_edges(0.5, torch.Generator().manual_seed(7))
+    assert torch.equal(a.rowptr, b.rowptr) and torch.equal(a.col, b.col)
+    with pytest.raises(ValueError, match="keep_rate"):
+        g.drop_edges(-0.1)
+
+
+def test_rowptr_must_end_at_the_edge_count():
+    with pytest.raises(ValueError, match=r"rowptr\[-1\] must equal the number of edges"):
+        CSRGraph(torch.tensor([0, 1, 1]), torch.tensor([0, 1]), None, 2)
+
+
+def test_empty_python_lists_make_a_graph_without_edges():
+    g = CSRGraph.from_interactions([], [], 2, 3)
+    assert (g.num_nodes, g.num_edges) == (5, 0)
+    with pytest.raises(ValueError, match="integer indices"):
+        CSRGraph.from_interactions([0.5], [1.0], 2, 3)

@@ -7,7 +7,8 @@ import pytest
 
 from irllrec_fast import cli, testing, text
 from irllrec_fast.data import load_folder, load_movielens
-from irllrec_fast.data.movielens_text import low_ratings, read_meta, texts_from_training
+from irllrec_fast.data.movielens_text import (build_movielens, low_ratings, read_meta,
+                                              texts_from_training)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,66 @@ def test_build_and_train_irllrec_end_to_end(ml_dir, tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())
 
 
+class HashEncoder(text.TextEncoder):
+    """A stand-in encoder without a model: each distinct text gets its own fixed random unit
+    vector, so that a file written from the wrong list of texts cannot match."""
+
+    def __init__(self, dim: int = 8):
+        self.vectors, self.width = {}, dim
+
+    def encode(self, texts, batch_size=64, progress=True):
+        rng = np.random.default_rng
+        rows = [self.vectors.setdefault(t, rng(len(self.vectors)).standard_normal(self.width))
+                for t in texts]
+        out = np.stack(rows).astype(np.float32)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_build_writes_each_split_and_each_text_where_the_reader_expects_it(ml_dir, tmp_path):
+    encoder = HashEncoder()
+    out = build_movielens(ml_dir, tmp_path / "ml", max_users=40, encoder=encoder, progress=False,
+                          seed=5)
+    expected = load_movielens(ml_dir, max_users=40, seed=5)
+    built = load_folder(out)
+    for split in ("train", "valid", "test"):
+        assert (getattr(built, split) != getattr(expected, split)).nnz == 0, split
+    texts = {name: [json.loads(line)["text"] for line in
+                    (out / f"{name}.jsonl").read_text().splitlines()]
+             for name in ("user_profiles", "item_profiles", "user_intents", "item_intents")}
+    assert texts["user_profiles"] != texts["user_intents"]
+    for name, array in (("user_profiles", built.text.profile_user),
+                        ("item_profiles", built.text.profile_item),
+                        ("user_intents", built.text.intent_user),
+                        ("item_intents", built.text.intent_item)):
+        np.testing.assert_array_equal(array, encoder.encode(texts[name]), err_msg=name)
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert cli.main(["text", "build-movielens", str(tmp_path), str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "no u.data" in err and len(err.strip().splitlines()) == 1
+
+
+def test_low_ratings_and_genders_read_from_the_raw_files(ml_dir, subset):
+    """Ratings <= 2 of the kept users and items, at their compact rows; genders from u.user."""
+    dataset, meta, dislikes = subset
+    row = {int(u): k for k, u in enumerate(dataset.user_ids)}
+    col = {int(i): k for k, i in enumerate(dataset.item_ids)}
+    expected = set()
+    for line in (ml_dir / "u.data").read_text().splitlines():
+        u, i, r = (int(x) for x in line.split()[:3])
+        if r <= 2 and u in row and i in col:
+            expected.add((row[u], col[i]))
+    assert set(zip(*dislikes.nonzero())) == expected and len(expected) > 0
+    sex = {int(f[0]): f[2] for f in (line.split("|") for line in
+                                     (ml_dir / "u.user").read_text(encoding="latin-1").splitlines()
+                                     if line)}
+    assert meta.genders == [{"M": "man", "F": "woman"}[sex[int(u)]] for u in dataset.user_ids]
+
+
+def test_low_ratings_skip_users_and_items_that_were_dropped(tmp_path):
+    # kept users 1 and 3, items 10 and 20; user 2 and item 15 were dropped (no rating >= 4)
+    (tmp_path / "u.data").write_text("1\t10\t1\t0\n2\t10\t1\t0\n3\t15\t2\t0\n3\t20\t2\t0\n"
+                                     "3\t10\t3\t0\n1\t20\t5\t0\n")
+    got = low_ratings(tmp_path, np.array([1, 3]), np.array([10, 20]))
+    assert got.shape == (2, 2) and sorted(zip(*got.nonzero())) == [(0, 0), (1, 1)]

@@ -44,7 +44,8 @@ def make_synthetic(num_users: int = 1000, num_items: int = 600, num_intents: int
 
     Args:
         num_users, num_items, num_intents: sizes.
-        mean_interactions: mean interactions per user (power-law distributed, at least 3).
+        mean_interactions: mean interactions per user (power-law distributed from 3; a user
+            whose draws repeat items may end with fewer).
         intents_per_user: Dirichlet concentration scale of the users' intent mixtures (small:
             users focus on one or two intents).
         popularity_exponent: Zipf exponent of item popularity.
