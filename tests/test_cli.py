@@ -267,3 +267,61 @@ def test_train_config_rejects_values_out_of_range(change, message):
 def test_only_adam_is_accepted():
     with pytest.raises(config_mod.ConfigError, match="only optimizer.name = adam"):
         config_mod.resolve("irllrec", "amazon", {"optimizer": {"name": "sgd"}})
+def test_ctrl_c_during_training_exits_130_naming_the_resume(capsys, tmp_path, monkeypatch):
+    from irllrec_fast.trainer import Trainer
+
+    def interrupted(self, resume=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "fit", interrupted)
+    code, _, err = run(capsys, "train", "--model", "lightgcn", "--epochs", "1", "--out",
+                       str(tmp_path), "--quiet")
+    assert code == 130
+    assert f"--resume --out {tmp_path}" in err
+    # before training starts (reading data, building the model) too
+    monkeypatch.setattr(cli, "train", lambda args: (_ for _ in ()).throw(KeyboardInterrupt()))
+    code, _, err = run(capsys, "train", "--quiet")
+    assert code == 130 and "interrupted" in err
+
+
+def test_the_seed_makes_a_run_repeatable(capsys, tmp_path):
+    """--seed seeds the initialisation as well as the sampler: two runs with one seed end with
+    the same weights (whatever the global RNG held before); the seed and --epochs are the ones
+    used."""
+    import json
+
+    import torch
+
+    states = []
+    for name in ("a", "b"):
+        torch.manual_seed(ord(name))  # whatever came before must not matter
+        code, _, err = run(capsys, "train", "--model", "lightgcn", "--epochs", "1", "--seed", "5",
+                           "--out", str(tmp_path / name), "--quiet")
+        assert code == 0, err
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert metrics["train_config"]["seed"] == 5
+        assert [e["epoch"] for e in metrics["epochs"]] == [0]  # --epochs 1 (the config says 2)
+        states.append(torch.load(tmp_path / name / CHECKPOINT, weights_only=True)["model"])
+    for key, value in states[0].items():
+        assert torch.equal(states[1][key], value), key  # bit for bit (irllrec_fast/_rows.py)
+
+
+def test_the_fused_operators_are_the_default_where_built(capsys, tmp_path):
+    import torch
+
+    from irllrec_fast import _library
+    if not _library.kernels_for(torch.device("cpu")):
+        pytest.skip("compiled operators absent")
+    code, _, err = run(capsys, "train", "--model", "lightgcn", "--epochs", "1", "--out",
+                       str(tmp_path))
+    assert code == 0, err
+    assert "lightgcn (fused operators) on cpu" in err
+
+
+def test_the_config_files_model_name_picks_the_model(capsys, tmp_path):
+    config = tmp_path / "lightgcn.yml"
+    config.write_text("model:\n  name: lightgcn\n")
+    code, out, err = run(capsys, "train", "--config", str(config), "--epochs", "1", "--out",
+                         str(tmp_path / "run"), "--quiet")
+    assert code == 0, err
+    assert "lightgcn on synthetic" in out

@@ -304,7 +304,8 @@ def test_a_learnable_temperature_gets_its_gradient(device, name):
 
 def test_a_temperature_must_be_positive_and_finite():
     x = torch.randn(5, 4)
-    for bad in (0.0, -1.0, float("nan"), torch.tensor(-0.5, requires_grad=True)):
+    for bad in (0.0, -1.0, float("nan"), float("inf"), torch.tensor(-0.5, requires_grad=True),
+                torch.tensor(float("inf"), requires_grad=True)):
         with pytest.raises(ValueError, match="temperature must be"):
             losses.cal_infonce_loss(x, x, x, bad, impl="fused")
         with pytest.raises(ValueError, match="temperature must be"):

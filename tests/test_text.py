@@ -67,3 +67,27 @@ def test_write_embeddings_layout(tmp_path):
     with pytest.raises(ValueError, match="kind"):
         text.write_embeddings(tmp_path, "bio", users, items)
     assert not list(tmp_path.glob("*.tmp.npy"))
+
+
+def test_loading_is_offline_and_leaves_the_environment_as_it_was(tmp_path, monkeypatch):
+    """The encoder loads with HF_HUB_OFFLINE=1 and local_files_only (a folder never turns into a
+    download), and the variable is unset again afterwards."""
+    import os
+
+    transformers = pytest.importorskip("transformers")
+    (tmp_path / "config.json").write_text("{}")
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def from_pretrained(path, **kwargs):
+        seen.append((os.environ.get("HF_HUB_OFFLINE"), kwargs.get("local_files_only")))
+        raise Stop
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", from_pretrained)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(Stop):
+        text.TextEncoder(tmp_path)
+    assert seen == [("1", True)]
+    assert "HF_HUB_OFFLINE" not in os.environ

@@ -174,3 +174,87 @@ def test_reading_the_losses_every_few_steps_changes_nothing(data):
             {k: v for k, v in e4.items() if k != "seconds"}
     for p1, p4 in zip(params_1, params_4):
         assert torch.equal(p1, p4)
+
+
+def test_a_tie_is_no_improvement_and_an_improvement_resets_the_patience(data, monkeypatch):
+    """Validation Recall@20: 0.1 (best), 0.05 (1 bad), 0.2 (best: the count starts again),
+    0.2 (a tie: not better, 1 bad), 0.15 (2 bad) -> patience 2 stops after epoch 12, and the
+    best is epoch 6, the first to reach 0.2."""
+    trainer = make_trainer(data, epochs=100, patience=2)
+    recalls = iter([0.1, 0.05, 0.2, 0.2, 0.15, 0.1, 0.1, 0.1])
+    monkeypatch.setattr(trainer, "evaluate", lambda split: {
+        "recall@20": next(recalls) if split == "valid" else -1.0, "ndcg@20": 0.0})
+    result = trainer.fit()
+    assert [v["epoch"] for v in trainer.history["validations"]] == [0, 3, 6, 9, 12]
+    assert result["best_epoch"] == 6 and result["epochs_run"] == 13
+
+
+def test_resume_restores_the_best_metric_and_the_patience_count(data, tmp_path, monkeypatch):
+    """Interrupted after the validations 0.3 (best), 0.1 (1 bad), resumed: 0.2 is not better than
+    the restored best 0.3 and is the second bad validation, so patience 2 ends the run there."""
+    def scripted(trainer, values):
+        values = iter(values)
+        monkeypatch.setattr(trainer, "evaluate", lambda split: {
+            "recall@20": next(values) if split == "valid" else -1.0, "ndcg@20": 0.0})
+        return trainer
+
+    first = scripted(make_trainer(data, out=tmp_path, epochs=100, patience=2), [0.3, 0.1])
+    original = Trainer.train_epoch
+
+    def crash_at_4(self, epoch):
+        if epoch == 4:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", crash_at_4)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    resumed = scripted(make_trainer(data, out=tmp_path, epochs=100, patience=2), [0.2, 0.25, 0.5])
+    result = resumed.fit(resume=True)
+    assert [v["epoch"] for v in resumed.history["validations"]] == [0, 3, 6]
+    assert result["best_epoch"] == 0 and result["epochs_run"] == 7
+
+
+def test_every_training_step_runs_in_training_mode(data):
+    """Validation puts the model in eval mode; every epoch's steps run in training mode again."""
+    trainer = make_trainer(data, epochs=2)
+    calculate_loss, modes = trainer.model.calculate_loss, []
+
+    def recording(batch):
+        modes.append(trainer.model.training)
+        return calculate_loss(batch)
+
+    trainer.model.calculate_loss = recording
+    trainer.fit()
+    assert len(modes) == 2 * len(trainer.sampler) and all(modes)
+
+
+def test_the_optimiser_uses_the_configured_weight_decay(data):
+    trainer = make_trainer(data, weight_decay=0.25, lr=0.02)
+    assert [(g["lr"], g["weight_decay"]) for g in trainer.optimizer.param_groups] == [(0.02, 0.25)]
+
+
+def test_the_epoch_history_holds_the_mean_of_each_loss_part(data):
+    trainer = make_trainer(data, epochs=1)
+    calculate_loss, steps = trainer.model.calculate_loss, []
+
+    def recording(batch):
+        loss, parts = calculate_loss(batch)
+        steps.append({"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items()}})
+        return loss, parts
+
+    trainer.model.calculate_loss = recording
+    trainer.fit()
+    epoch = trainer.history["epochs"][0]
+    assert len(steps) == len(trainer.sampler) > 1
+    for name in ("loss", "bpr", "reg"):
+        assert epoch[name] == pytest.approx(sum(s[name] for s in steps) / len(steps), rel=1e-12)
+
+
+def test_validation_ranks_without_the_training_items(data):
+    """Validation masks each user's training items (not the validated ones): a trained model
+    finds some of its validation items."""
+    trainer = make_trainer(data, epochs=4)
+    trainer.fit()
+    assert max(v["recall@20"] for v in trainer.history["validations"]) > 0.05

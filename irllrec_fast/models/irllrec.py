@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import losses
+from .._rows import take_rows
 from ..graph import CSRGraph
 from . import _text_tail
 from ._text_tail import blend_leaky_linear, leaky_mlp
@@ -316,11 +317,11 @@ class IRLLRec(Recommender):
         mlp = self._text_mlp if self.impl == "torch" else self._text_mlp_lean
         if self.impl == "torch" or self.profile.device.type != "cpu":
             text = mlp(self.mlp, self.profile)
-            return text[:U], text[U:][pos], text[U:][neg]
+            return text[:U], take_rows(text[U:], pos), take_rows(text[U:], neg)
         items, where = torch.unique(torch.cat([pos, neg]), return_inverse=True)
         text_user = mlp(self.mlp, self.profile[:U])
-        text_item = mlp(self.mlp, self.profile[U + items])
-        return text_user, text_item[where[:B]], text_item[where[B:]]
+        text_item = mlp(self.mlp, take_rows(self.profile, U + items))
+        return text_user, take_rows(text_item, where[:B]), take_rows(text_item, where[B:])
 
     def _contrast_triplet(self, graph_side, text_user, text_pos, text_neg, batch, temperature
                           ) -> torch.Tensor:
@@ -328,10 +329,12 @@ class IRLLRec(Recommender):
         users, pos, neg = batch
         U, impl = self.num_users, self.impl
         g_user, g_item = graph_side[:U], graph_side[U:]
-        return (losses.cal_infonce_loss(g_user[users], text_user[users], text_user, temperature,
-                                        impl=impl)
-                + losses.cal_infonce_loss(g_item[pos], text_pos, text_pos, temperature, impl=impl)
-                + losses.cal_infonce_loss(g_item[neg], text_neg, text_neg, temperature, impl=impl))
+        return (losses.cal_infonce_loss(take_rows(g_user, users), take_rows(text_user, users),
+                                        text_user, temperature, impl=impl)
+                + losses.cal_infonce_loss(take_rows(g_item, pos), text_pos, text_pos, temperature,
+                                          impl=impl)
+                + losses.cal_infonce_loss(take_rows(g_item, neg), text_neg, text_neg, temperature,
+                                          impl=impl))
 
     # ------------------------------------------------------------------ losses
     def loss_terms(self, batch, noise: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
@@ -352,7 +355,7 @@ class IRLLRec(Recommender):
         final, layers = self.backbone.propagate(cfg.keep_rate)
         U = self.num_users
         user, item = final[:U], final[U:]
-        anc, pos_e, neg_e = user[users], item[pos], item[neg]
+        anc, pos_e, neg_e = take_rows(user, users), take_rows(item, pos), take_rows(item, neg)
 
         bpr = losses.cal_bpr_loss(anc, pos_e, neg_e) / B
         reg = cfg.reg_weight * losses.reg_params(self, impl=self.impl)
@@ -370,8 +373,8 @@ class IRLLRec(Recommender):
                 self.int_mlp, self.intent, lambda h: teachers.append(self._teacher_forward(h)))
             teacher = teachers[0]
         intent_item = intent_text[U:]
-        intent = self._contrast_triplet(intent_graph, intent_text[:U], intent_item[pos],
-                                        intent_item[neg], batch, cfg.kd_int_temperature)
+        intent = self._contrast_triplet(intent_graph, intent_text[:U], take_rows(intent_item, pos),
+                                        take_rows(intent_item, neg), batch, cfg.kd_int_temperature)
         intent = intent / B * cfg.kd_int_weight
 
         if noise is None:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .. import losses
+from .._rows import take_rows
 from ..graph import CSRGraph
 from .base import Recommender
 
@@ -99,6 +100,7 @@ class LightGCN(Recommender):
         users, pos, neg = self.unpack_batch(batch)
         final, _ = self.propagate(self.config.keep_rate)
         user, item = final[:self.num_users], final[self.num_users:]
-        bpr = losses.cal_bpr_loss(user[users], item[pos], item[neg]) / users.shape[0]
+        bpr = losses.cal_bpr_loss(take_rows(user, users), take_rows(item, pos),
+                                  take_rows(item, neg)) / users.shape[0]
         reg = self.config.reg_weight * losses.reg_params(self, impl=self.impl)
         return bpr + reg, {"bpr": bpr, "reg": reg}

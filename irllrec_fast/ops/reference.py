@@ -9,6 +9,7 @@ from typing import Optional
 
 import torch
 
+from .._rows import take_rows
 from ._checks import check_edge_values, check_graph_features
 
 
@@ -20,7 +21,7 @@ def spmm(graph, x: torch.Tensor, value: Optional[torch.Tensor] = None) -> torch.
     else:
         check_edge_values(graph, value, x.dtype)
     out = x.new_zeros(graph.num_nodes, x.shape[1])
-    return out.index_add(0, graph.row_index(), value.unsqueeze(1) * x[graph.col.long()])
+    return out.index_add(0, graph.row_index(), value.unsqueeze(1) * take_rows(x, graph.col.long()))
 
 
 def infonce(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -50,9 +51,10 @@ def intent_propagate(graph, r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     check_graph_features(graph, x, "x")
     rows, cols = graph.row_index(), graph.col.long()
     unit = torch.nn.functional.normalize(r, dim=1, eps=1e-12)
-    alpha = ((unit[rows] * unit[cols]).sum(1) + 1) / 2
+    alpha = ((take_rows(unit, rows) * take_rows(unit, cols)).sum(1) + 1) / 2
     row_sum = alpha.new_zeros(graph.num_nodes).index_add(0, rows, alpha)
     positive = row_sum > 0
     safe_sum = torch.where(positive, row_sum, torch.ones_like(row_sum))
-    weight = torch.where(positive[rows], alpha / safe_sum[rows], torch.zeros_like(alpha))
-    return x.new_zeros(graph.num_nodes, x.shape[1]).index_add(0, rows, weight.unsqueeze(1) * x[cols])
+    weight = torch.where(positive[rows], alpha / take_rows(safe_sum, rows), torch.zeros_like(alpha))
+    out = x.new_zeros(graph.num_nodes, x.shape[1])
+    return out.index_add(0, rows, weight.unsqueeze(1) * take_rows(x, cols))

@@ -187,3 +187,12 @@ class TestBadInput:
         with pytest.raises(RuntimeError, match="value must have dtype Double"):
             torch.ops.irllrec_fast.spmm(g.rowptr, g.col, g.value, g.rowptr, g.col,
                                         g.col[:0], torch.randn(500, 2, dtype=torch.float64))
+
+
+def test_gradgradcheck_float64_on_a_directed_graph():
+    """The backward is differentiable in turn (a double backward runs the transpose's transpose,
+    the graph itself, through the inverse permutation): second derivatives agree with finite
+    differences on a graph whose transpose differs from it."""
+    graph = testing.random_directed_graph(30, 120, seed=9, dtype=torch.float64)
+    x = torch.randn(30, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x: ops.spmm(graph, x), (x,))
