@@ -131,15 +131,20 @@ def test_real_irllrec_folder():
 
 
 # ---------------------------------------------------------------------- LightGCN folders
-def test_lightgcn_folder(tmp_path):
+def _toy_lightgcn(folder):
     rng = np.random.default_rng(0)
     lines_train, lines_test = [], []
     for u in range(30):
         items = rng.choice(20, size=8, replace=False)
         lines_train.append(" ".join(map(str, [u, *items[:6]])))
         lines_test.append(" ".join(map(str, [u, *items[6:]])))
-    (tmp_path / "train.txt").write_text("\n".join(lines_train) + "\n")
-    (tmp_path / "test.txt").write_text("\n".join(lines_test) + "\n")
+    (folder / "train.txt").write_text("\n".join(lines_train) + "\n")
+    (folder / "test.txt").write_text("\n".join(lines_test) + "\n")
+    return folder
+
+
+def test_lightgcn_folder(tmp_path):
+    _toy_lightgcn(tmp_path)  # 30 users, 6 training and 2 test items each out of 20
     assert detect_format(tmp_path) == "lightgcn"
     data = load_lightgcn(tmp_path, seed=1)
     assert (data.num_users, data.num_items) == (30, 20)
@@ -402,18 +407,6 @@ def test_split_seed_changes_the_split():
 def _toy_movielens(folder):
     rows = [(u, i, 5 if (u + i) % 3 else 2, 0) for u in range(1, 21) for i in range(1, 16)]
     (folder / "u.data").write_text("\n".join("\t".join(map(str, r)) for r in rows) + "\n")
-    return folder
-
-
-def _toy_lightgcn(folder):
-    rng = np.random.default_rng(0)
-    lines_train, lines_test = [], []
-    for u in range(30):
-        items = rng.choice(20, size=8, replace=False)
-        lines_train.append(" ".join(map(str, [u, *items[:6]])))
-        lines_test.append(" ".join(map(str, [u, *items[6:]])))
-    (folder / "train.txt").write_text("\n".join(lines_train) + "\n")
-    (folder / "test.txt").write_text("\n".join(lines_test) + "\n")
     return folder
 
 

@@ -117,16 +117,26 @@ def test_layer_combine_mean_and_sum():
     torch.testing.assert_close(mean.propagate()[0], summed.propagate()[0] / 4)
 
 
+def dense_lightgcn(graph, model):
+    """sum over layers l = 0..L of (D^-1/2 A D^-1/2)^l e0, from the dense adjacency: LightGCN's
+    final embeddings written out, in the tables' dtype."""
+    e0 = torch.cat([model.user_embeds, model.item_embeds]).detach()
+    adj = torch.from_numpy(graph.to_scipy().toarray()).to(e0.dtype)
+    deg = adj.sum(1)
+    inv = torch.where(deg > 0, deg.rsqrt(), torch.zeros_like(deg))
+    norm = inv[:, None] * adj * inv[None, :]
+    out, layer = e0.clone(), e0
+    for _ in range(model.config.layer_num):
+        layer = norm @ layer
+        out = out + layer
+    return out
+
+
 def test_lightgcn_propagation_matches_dense_formula():
     graph, _, _ = small_problem()
     torch.manual_seed(0)
     model = LightGCN(graph, LightGCNConfig(embedding_size=4, layer_num=2), impl="torch").double()
-    adj = torch.from_numpy(graph.to_scipy().toarray()).double()
-    deg = adj.sum(1)
-    inv = torch.where(deg > 0, deg.rsqrt(), torch.zeros_like(deg))
-    norm = inv[:, None] * adj * inv[None, :]
-    e0 = torch.cat([model.user_embeds, model.item_embeds]).detach()
-    expected = e0 + norm @ e0 + norm @ (norm @ e0)
+    expected = dense_lightgcn(graph, model)
     torch.testing.assert_close(model.propagate()[0].detach(), expected)
 
 
@@ -473,12 +483,7 @@ def test_no_edge_dropout_outside_training():
     torch.manual_seed(0)
     model = LightGCN(graph, LightGCNConfig(embedding_size=4, layer_num=2, keep_rate=0.5),
                      impl="torch").double()
-    adj = torch.from_numpy(graph.to_scipy().toarray()).double()
-    deg = adj.sum(1)
-    inv = torch.where(deg > 0, deg.rsqrt(), torch.zeros_like(deg))
-    norm = inv[:, None] * adj * inv[None, :]
-    e0 = torch.cat([model.user_embeds, model.item_embeds]).detach()
-    expected = e0 + norm @ e0 + norm @ (norm @ e0)
+    expected = dense_lightgcn(graph, model)
     U = graph.num_users
     model.eval()
     user, item = model.embeddings()
@@ -498,12 +503,7 @@ def test_lightgcn_loss_is_mean_bpr_plus_weighted_l2():
     model = LightGCN(graph, LightGCNConfig(embedding_size=4, layer_num=2, keep_rate=1.0,
                                            reg_weight=1e-2), impl="torch").double()
     users, pos, neg = random_batch(pairs, graph.num_items, 32)
-    adj = torch.from_numpy(graph.to_scipy().toarray()).double()
-    deg = adj.sum(1)
-    inv = torch.where(deg > 0, deg.rsqrt(), torch.zeros_like(deg))
-    norm = inv[:, None] * adj * inv[None, :]
-    e0 = torch.cat([model.user_embeds, model.item_embeds]).detach()
-    final = e0 + norm @ e0 + norm @ (norm @ e0)
+    final = dense_lightgcn(graph, model)
     U = graph.num_users
     u, p, q = final[users], final[U + pos], final[U + neg]
     bpr = torch.log1p(torch.exp((u * q).sum(1) - (u * p).sum(1))).mean()
@@ -524,12 +524,7 @@ def test_the_graph_follows_a_change_of_dtype_after_first_use():
                      impl="torch")
     model.propagate()  # float32 graph copies made here
     model.double()
-    adj = torch.from_numpy(graph.to_scipy().toarray()).double()
-    deg = adj.sum(1)
-    inv = torch.where(deg > 0, deg.rsqrt(), torch.zeros_like(deg))
-    norm = inv[:, None] * adj * inv[None, :]
-    e0 = torch.cat([model.user_embeds, model.item_embeds]).detach()
-    expected = e0 + norm @ e0 + norm @ (norm @ e0)
+    expected = dense_lightgcn(graph, model)
     torch.testing.assert_close(model.propagate()[0].detach(), expected, rtol=1e-12, atol=1e-14)
 
 
@@ -564,12 +559,7 @@ def test_full_sort_predict_in_training_mode_follows_the_parameters():
     after = model.full_sort_predict(users)
     # every layer is linear in the tables: doubling the users' table alone is not a plain scale,
     # so compare with the dense formula
-    adj = torch.from_numpy(graph.to_scipy().toarray()).float()
-    deg = adj.sum(1)
-    inv = torch.where(deg > 0, deg.rsqrt(), torch.zeros_like(deg))
-    norm = inv[:, None] * adj * inv[None, :]
-    e0 = torch.cat([model.user_embeds, model.item_embeds]).detach()
-    final = e0 + norm @ e0 + norm @ (norm @ e0) + norm @ (norm @ (norm @ e0))
+    final = dense_lightgcn(graph, model)
     U = graph.num_users
     torch.testing.assert_close(after, final[:3] @ final[U:].T, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(after, before)

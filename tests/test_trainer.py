@@ -73,23 +73,27 @@ def test_trains_and_writes_metrics(data, tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))
 
 
+def fit_until_interrupted(trainer, epoch, monkeypatch):
+    """trainer.fit() with a Ctrl-C (KeyboardInterrupt) as the training of `epoch` begins."""
+    original = Trainer.train_epoch
+
+    def interrupt(self, e):
+        if e == epoch:
+            raise KeyboardInterrupt
+        return original(self, e)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+
+
 @pytest.mark.parametrize("name", ["lightgcn", "irllrec"])
 def test_resume_after_interrupt_equals_an_uninterrupted_run(data, tmp_path, monkeypatch, name):
     straight = make_trainer(data, name, out=tmp_path / "a")
     expected = straight.fit()
 
-    interrupted = make_trainer(data, name, out=tmp_path / "b")
-    original = Trainer.train_epoch
-
-    def crash_at_5(self, epoch):
-        if epoch == 5:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", crash_at_5)
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.fit()
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    fit_until_interrupted(make_trainer(data, name, out=tmp_path / "b"), 5, monkeypatch)
 
     saved = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=True)
     assert saved["next_epoch"] == 4  # the checkpoint of the validation after epoch 3
@@ -199,17 +203,7 @@ def test_resume_restores_the_best_metric_and_the_patience_count(data, tmp_path, 
         return trainer
 
     first = scripted(make_trainer(data, out=tmp_path, epochs=100, patience=2), [0.3, 0.1])
-    original = Trainer.train_epoch
-
-    def crash_at_4(self, epoch):
-        if epoch == 4:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", crash_at_4)
-    with pytest.raises(KeyboardInterrupt):
-        first.fit()
-    monkeypatch.setattr(Trainer, "train_epoch", original)
+    fit_until_interrupted(first, 4, monkeypatch)
     resumed = scripted(make_trainer(data, out=tmp_path, epochs=100, patience=2), [0.2, 0.25, 0.5])
     result = resumed.fit(resume=True)
     assert [v["epoch"] for v in resumed.history["validations"]] == [0, 3, 6]
