@@ -19,7 +19,7 @@ PY=${PYTHON:-python3}
 # GPU_CHECK_TESTS / GPU_CHECK_BENCH narrow the tests and benchmarks to some files;
 # GPU_CHECK_PROFILE_ARGS is passed to scripts/profile_step.py (e.g. "--compile --bf16 --graph").
 STAGES=${GPU_CHECK_STAGES:-tests bench sanitizer}
-TESTS=${GPU_CHECK_TESTS:-tests/ops tests/test_graph.py tests/test_losses.py tests/test_lean_autograd.py tests/test_library.py tests/test_info.py}
+TESTS=${GPU_CHECK_TESTS:-tests/ops tests/test_graph.py tests/test_losses.py tests/test_lean_autograd.py tests/test_library.py tests/test_info.py tests/test_rows.py}
 BENCH=${GPU_CHECK_BENCH:-benchmarks}
 want() { [[ " $STAGES " == *" $1 "* ]]; }
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # scripts/*.py import the in-place build
