@@ -18,6 +18,18 @@ def test_every_operator_is_listed_with_its_cpu_kernel():
     assert info.main() == 0
 
 
+def test_the_backends_line_and_cuda_kernels_are_listed(monkeypatch):
+    assert any(line.startswith("backends     CPU") for line in info.report().splitlines())
+    real = torch._C._dispatch_has_kernel_for_dispatch_key
+    monkeypatch.setattr(torch._C, "_dispatch_has_kernel_for_dispatch_key",
+                        lambda op, key: True if key == "CUDA" else real(op, key))
+    assert info.backends_of("spmm") == ["CPU", "CUDA"]
+    report = info.report().splitlines()
+    assert "backends     CPU, CUDA" in report
+    assert next(line for line in report if line.strip().startswith("spmm ")).split()[1:] == [
+        "CPU,", "CUDA"]
+
+
 def test_a_cuda_torch_with_a_cpu_only_build_is_told_why(monkeypatch):
     monkeypatch.setattr(torch.version, "cuda", "12.4")
     monkeypatch.setattr(_library, "_CUDA_KERNELS", False)

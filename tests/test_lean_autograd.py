@@ -47,6 +47,19 @@ def test_row_normalisation_matches_autograd(device, dtype, ours, literal):
         assert_close(g / g.abs().amax(), w / g.abs().amax(), dtype)
 
 
+def test_unit_rows_at_exactly_the_clamp_takes_the_projection_term():
+    """torch's clamp_min passes its gradient at equality: a row of norm exactly 1e-12 gets
+    F.normalize's gradient (w - y <w, y>) / 1e-12, with the projection term."""
+    x = torch.tensor([[1e-12, 0.0]], dtype=torch.float64)
+    assert torch.linalg.vector_norm(x, dim=-1).item() == 1e-12
+    weights = torch.tensor([[2.0, 3.0]], dtype=torch.float64)
+    y, grad = value_and_grad(_lean_autograd.unit_rows, x, weights)
+    torch.testing.assert_close(y, torch.tensor([[1.0, 0.0]], dtype=torch.float64))
+    # y = (1, 0): w - y <w, y> = (0, 3)
+    torch.testing.assert_close(grad, torch.tensor([[0.0, 3e12]], dtype=torch.float64))
+    torch.testing.assert_close(grad, value_and_grad(F.normalize, x, weights)[1])
+
+
 @pytest.mark.parametrize("fn", [_lean_autograd.rlm_normalize, _lean_autograd.unit_rows],
                          ids=["rlm", "unit"])
 def test_row_normalisation_gradcheck(device, fn):

@@ -30,6 +30,17 @@ def test_a_cpu_only_build_refuses_a_cuda_device_with_the_fix(monkeypatch):
     _library.require()
 
 
+def test_the_load_error_names_a_source_folder_without_a_compiled_module(monkeypatch, tmp_path):
+    package = tmp_path / "irllrec_fast"
+    package.mkdir()
+    (tmp_path / "setup.py").write_text("")
+    monkeypatch.setattr(_library, "__file__", str(package / "_library.py"))
+    monkeypatch.setattr(_library, "_load_error", ImportError("No module named 'irllrec_fast._C'"))
+    assert f"imported the source folder {package}" in _library.load_error_message()
+    (package / "_C.cpython-311-x86_64-linux-gnu.so").write_text("")
+    assert "imported the source folder" not in _library.load_error_message()
+
+
 def test_with_cuda_kernels_a_cuda_device_passes(monkeypatch):
     monkeypatch.setattr(_library, "_CUDA_KERNELS", True)
     _library.require(torch.device("cuda"))

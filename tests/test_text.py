@@ -40,6 +40,34 @@ def test_matches_sentence_transformers_pooling(encoder):
     np.testing.assert_allclose(encoder.encode(TEXTS, progress=False), reference, atol=1e-5)
 
 
+def test_texts_are_truncated_to_max_length_tokens(encoder):
+    """With max_length=16 only the first 16 tokens (with [CLS] and [SEP]) count: texts that agree
+    on them embed alike, whatever follows; with the default 256 they differ."""
+    prefix = "the quick brown fox jumps over the lazy dog " * 4
+    texts = [prefix + "and then sleeps all afternoon", prefix + "while zebras graze far away"]
+    short = text.TextEncoder(encoder.path, max_length=16).encode(texts, progress=False)
+    np.testing.assert_allclose(short[0], short[1], atol=1e-6)
+    full = encoder.encode(texts, progress=False)
+    assert full[0] @ full[1] < 0.999
+
+
+def test_encode_passes_its_arguments_to_the_encoder(monkeypatch):
+    calls = []
+
+    class Recorder:
+        def __init__(self, model=None, device=None, max_length=256):
+            calls.append(("init", model, device))
+
+        def encode(self, texts, batch_size=64, progress=True):
+            calls.append(("encode", list(texts), batch_size, progress))
+            return "vectors"
+
+    monkeypatch.setattr(text, "TextEncoder", Recorder)
+    assert text.encode(["a", "b"], model="folder", batch_size=5, device="cuda:1",
+                       progress=False) == "vectors"
+    assert calls == [("init", "folder", "cuda:1"), ("encode", ["a", "b"], 5, False)]
+
+
 def test_missing_model_path_is_a_clear_error(tmp_path):
     with pytest.raises(text.EncoderNotFoundError, match="does not exist"):
         text.encode(["x"], model=tmp_path / "nowhere")
@@ -62,10 +90,13 @@ def test_write_embeddings_layout(tmp_path):
     paths = text.write_embeddings(tmp_path, "intent", users, items)
     assert [p.name for p in paths] == ["user_intent_emb_3.npy", "item_intent_emb_3.npy"]
     np.testing.assert_allclose(np.load(paths[1]), items.astype(np.float32))
+    assert np.load(paths[0]).dtype == np.float32 and np.load(paths[1]).dtype == np.float32
     profile = text.write_embeddings(tmp_path, "profile", users, items)
     assert [p.name for p in profile] == ["usr_emb_np.npy", "itm_emb_np.npy"]
     with pytest.raises(ValueError, match="kind"):
         text.write_embeddings(tmp_path, "bio", users, items)
+    with pytest.raises(ValueError, match=r"item profile embeddings must be 2-D, got shape \(5,\)"):
+        text.write_embeddings(tmp_path, "profile", users, items[:, 0])
     assert not list(tmp_path.glob("*.tmp.npy"))
 
 
@@ -91,3 +122,31 @@ def test_loading_is_offline_and_leaves_the_environment_as_it_was(tmp_path, monke
         text.TextEncoder(tmp_path)
     assert seen == [("1", True)]
     assert "HF_HUB_OFFLINE" not in os.environ
+
+
+def test_loading_leaves_progress_bars_as_they_were(tmp_path, monkeypatch):
+    """Bars are off while loading into a log (stderr not a terminal), and back on afterwards."""
+    transformers = pytest.importorskip("transformers")
+    from transformers.utils import logging as hf_logging
+
+    (tmp_path / "config.json").write_text("{}")
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def from_pretrained(path, **kwargs):
+        seen.append(hf_logging.is_progress_bar_enabled())
+        raise Stop
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", from_pretrained)
+    monkeypatch.setattr(text.sys.stderr, "isatty", lambda: False, raising=False)
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()
+    try:
+        with pytest.raises(Stop):
+            text.TextEncoder(tmp_path)
+        assert seen == [False]
+        assert hf_logging.is_progress_bar_enabled()
+    finally:
+        (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()

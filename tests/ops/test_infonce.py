@@ -297,13 +297,16 @@ def test_large_candidate_set_in_bounded_memory(device):
     assert_close(b.grad, -a.detach() / 0.2)
 
 
-def test_opcheck(device):
-    a, b, c = (unit_rows(n, 12, device, seed=s).requires_grad_() for n, s in ((9, 1), (9, 2), (40, 3)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_opcheck(device, dtype):
+    a, b, c = (unit_rows(n, 12, device, dtype, seed=s).requires_grad_()
+               for n, s in ((9, 1), (9, 2), (40, 3)))
     torch.library.opcheck(torch.ops.irllrec_fast.infonce, (a, b, c, 0.3))
     torch.library.opcheck(torch.ops.irllrec_fast.infonce, (a, b, b, 0.3))
     _, lse = torch.ops.irllrec_fast.infonce(a.detach(), b.detach(), c.detach(), 0.3)
     torch.library.opcheck(torch.ops.irllrec_fast.infonce_backward,
-                          (torch.randn(9, device=device), a.detach(), b.detach(), c.detach(), lse, 0.3))
+                          (torch.randn(9, device=device, dtype=dtype), a.detach(), b.detach(),
+                           c.detach(), lse, 0.3))
 
 
 def test_torch_compile_fullgraph(device):
@@ -336,6 +339,8 @@ class TestBadInput:
             ops.infonce(a.half(), b, c, 0.2)
         with pytest.raises(TypeError, match=r"c must have the dtype of a \(torch.float32\)"):
             ops.infonce(a, b, c.double(), 0.2)
+        with pytest.raises(TypeError, match=r"b must have the dtype of a \(torch.float32\)"):
+            ops.infonce(a, b.double(), c, 0.2)
         with pytest.raises(TypeError, match="b must be a torch.Tensor"):
             ops.infonce(a, b.tolist(), c, 0.2)
 
@@ -351,6 +356,14 @@ class TestBadInput:
         # numpy scalars are real numbers
         torch.testing.assert_close(ops.infonce(self.a, self.b, self.c, np.float32(0.25)),
                                    ops.infonce(self.a, self.b, self.c, 0.25))
+
+    def test_other_device(self):
+        # the meta device stands in for a second device on a CPU-only machine
+        for i in (1, 2):
+            args = [self.a, self.b, self.c]
+            args[i] = args[i].to("meta")
+            with pytest.raises(ValueError, match=f"{'abc'[i]} is on meta but a is on cpu"):
+                ops.infonce(*args, 0.2)
 
     @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device")
     def test_device(self):

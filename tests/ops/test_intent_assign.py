@@ -142,8 +142,9 @@ def test_gradcheck_float64(device):
     assert torch.autograd.gradcheck(ops.intent_assign, (e, w))
 
 
-def test_opcheck(device):
-    e, w, g = make_inputs(40, 8, 12, device=device, seed=12)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_opcheck(device, dtype):
+    e, w, g = make_inputs(40, 8, 12, dtype, device, seed=12)
     e.requires_grad_(), w.requires_grad_()
     torch.library.opcheck(torch.ops.irllrec_fast.intent_assign, (e, w))
     _, lse = torch.ops.irllrec_fast.intent_assign(e.detach(), w.detach())
@@ -175,6 +176,11 @@ class TestBadInput:
             ops.intent_assign(torch.randn(5, 8).half(), torch.randn(8, 3).half())
         with pytest.raises(TypeError, match="w must have the dtype of e"):
             ops.intent_assign(torch.randn(5, 8), torch.randn(8, 3, dtype=torch.float64))
+
+    def test_other_device(self):
+        # the meta device stands in for a second device on a CPU-only machine
+        with pytest.raises(ValueError, match="w is on meta but e is on cpu"):
+            ops.intent_assign(torch.randn(5, 8), torch.randn(8, 3, device="meta"))
 
     @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device")
     def test_devices(self):

@@ -206,13 +206,14 @@ def test_gradcheck_float64(device, kind):
     assert torch.autograd.gradcheck(lambda r, x: ops.intent_propagate(graph, r, x), (r, x))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("symmetric_hint", [True, False])
-def test_opcheck(device, symmetric_hint):
+def test_opcheck(device, symmetric_hint, dtype):
     graph = testing.random_directed_graph(60, 300, seed=18).to(device)
-    r, x, g = features(graph, 8, seed=18)
+    r, x, g = features(graph, 8, dtype, seed=18)
     if symmetric_hint:
         graph = testing.power_law_graph(40, 20, 200, seed=18).to(device)
-        r, x, g = features(graph, 8, seed=18)
+        r, x, g = features(graph, 8, dtype, seed=18)
     t = (graph.rowptr, graph.col) if symmetric_hint else (graph.transpose.rowptr,
                                                            graph.transpose.col)
     args = (graph.rowptr, graph.col, *t, r.requires_grad_(), x.requires_grad_())

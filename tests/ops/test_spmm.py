@@ -93,6 +93,18 @@ def test_matches_dense_product(device):
     assert_close(ops.spmm(graph, x), dense @ x)
 
 
+def test_float32_graph_with_float64_features(device):
+    """A graph's values follow the features' dtype: a float32 graph times float64 x is the float64
+    product with the graph's values widened, in both directions."""
+    graph = testing.random_directed_graph(40, 300, seed=4).to(device)
+    assert graph.value.dtype == torch.float32
+    x = torch.randn(40, 5, dtype=torch.float64, device=device)
+    (out, gx, _), (ref, ref_gx, _) = run_both(graph, x)
+    assert out.dtype == gx.dtype == torch.float64
+    assert_close(out, ref)
+    assert_close(gx, ref_gx)
+
+
 def test_forward_is_deterministic(device):
     graph = testing.power_law_graph(seed=2).normalized("sym").to(device)
     x = torch.randn(graph.num_nodes, 64, device=device)
@@ -123,6 +135,22 @@ def test_gradcheck_float64():
     x = torch.randn(30, 3, dtype=torch.float64, requires_grad=True)
     value = graph.value.clone().requires_grad_()
     assert torch.autograd.gradcheck(lambda x, v: ops.spmm(graph, x, v), (x, value))
+
+
+def test_mixed_second_derivative_through_the_edge_values():
+    """x's gradient A^T g depends on the edge values: a penalty on it differentiates back to them
+    (through spmm's first-order value gradient), as through the reference's autograd."""
+    graph = testing.random_directed_graph(30, 120, seed=9, dtype=torch.float64)
+    x = torch.randn(30, 3, dtype=torch.float64)
+    g = torch.randn(30, 3, dtype=torch.float64)
+    results = []
+    for fn in (ops.spmm, reference.spmm):
+        xx = x.clone().requires_grad_()
+        vv = graph.value.clone().requires_grad_()
+        (grad_x,) = torch.autograd.grad((fn(graph, xx, vv) * g).sum(), xx, create_graph=True)
+        results.append(torch.autograd.grad(grad_x.square().sum(), vv)[0])
+    assert results[0].abs().max() > 0
+    assert_close(results[0], results[1])
 
 
 def test_opcheck(device):
@@ -170,6 +198,31 @@ class TestBadInput:
             ops.spmm(self.graph, x, torch.rand(3))
         with pytest.raises(TypeError, match="value must have the dtype of x"):
             ops.spmm(self.graph, x, torch.rand(self.graph.num_edges, dtype=torch.float64))
+
+    def test_value_must_be_a_1d_tensor(self):
+        x = torch.randn(500, 4)
+        with pytest.raises(TypeError, match="value must be a torch.Tensor, got list"):
+            ops.spmm(self.graph, x, self.graph.value.tolist())
+        with pytest.raises(ValueError, match="value must have shape"):
+            ops.spmm(self.graph, x, self.graph.value.unsqueeze(1))
+
+    @pytest.mark.parametrize("fn", [ops.spmm, reference.spmm], ids=["fused", "reference"])
+    def test_the_reference_checks_like_the_op(self, fn):
+        x = torch.randn(500, 4)
+        with pytest.raises(ValueError, match=r"x must have shape \(500, d\)"):
+            fn(self.graph, torch.randn(499, 4))
+        with pytest.raises(ValueError, match="value must have shape"):
+            fn(self.graph, x, torch.rand(3))
+        with pytest.raises(TypeError, match="value must have the dtype of x"):
+            fn(self.graph, x, torch.rand(self.graph.num_edges, dtype=torch.float64))
+
+    def test_other_device(self):
+        # the meta device stands in for a second device on a CPU-only machine
+        with pytest.raises(ValueError, match="x is on meta but the graph is on cpu"):
+            ops.spmm(self.graph, torch.randn(500, 4, device="meta"))
+        with pytest.raises(ValueError, match="value is on meta but the graph is on cpu"):
+            ops.spmm(self.graph, torch.randn(500, 4),
+                     torch.rand(self.graph.num_edges, device="meta"))
 
     @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device")
     def test_wrong_device(self):
