@@ -100,52 +100,50 @@ def test_write_embeddings_layout(tmp_path):
     assert not list(tmp_path.glob("*.tmp.npy"))
 
 
+class StopLoading(Exception):
+    pass
+
+
+def load_with_a_stub(folder, monkeypatch, record):
+    """Builds a TextEncoder on `folder` with AutoTokenizer.from_pretrained replaced by a stub that
+    appends record(kwargs) to the list returned and stops the load there."""
+    transformers = pytest.importorskip("transformers")
+    (folder / "config.json").write_text("{}")
+    seen = []
+
+    def from_pretrained(path, **kwargs):
+        seen.append(record(kwargs))
+        raise StopLoading
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", from_pretrained)
+    with pytest.raises(StopLoading):
+        text.TextEncoder(folder)
+    return seen
+
+
 def test_loading_is_offline_and_leaves_the_environment_as_it_was(tmp_path, monkeypatch):
     """The encoder loads with HF_HUB_OFFLINE=1 and local_files_only (a folder never turns into a
     download), and the variable is unset again afterwards."""
     import os
 
-    transformers = pytest.importorskip("transformers")
-    (tmp_path / "config.json").write_text("{}")
-    seen = []
-
-    class Stop(Exception):
-        pass
-
-    def from_pretrained(path, **kwargs):
-        seen.append((os.environ.get("HF_HUB_OFFLINE"), kwargs.get("local_files_only")))
-        raise Stop
-
-    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", from_pretrained)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with pytest.raises(Stop):
-        text.TextEncoder(tmp_path)
+    seen = load_with_a_stub(tmp_path, monkeypatch, lambda kwargs: (
+        os.environ.get("HF_HUB_OFFLINE"), kwargs.get("local_files_only")))
     assert seen == [("1", True)]
     assert "HF_HUB_OFFLINE" not in os.environ
 
 
 def test_loading_leaves_progress_bars_as_they_were(tmp_path, monkeypatch):
     """Bars are off while loading into a log (stderr not a terminal), and back on afterwards."""
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     from transformers.utils import logging as hf_logging
 
-    (tmp_path / "config.json").write_text("{}")
-    seen = []
-
-    class Stop(Exception):
-        pass
-
-    def from_pretrained(path, **kwargs):
-        seen.append(hf_logging.is_progress_bar_enabled())
-        raise Stop
-
-    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", from_pretrained)
     monkeypatch.setattr(text.sys.stderr, "isatty", lambda: False, raising=False)
     was = hf_logging.is_progress_bar_enabled()
     hf_logging.enable_progress_bar()
     try:
-        with pytest.raises(Stop):
-            text.TextEncoder(tmp_path)
+        seen = load_with_a_stub(tmp_path, monkeypatch,
+                                lambda kwargs: hf_logging.is_progress_bar_enabled())
         assert seen == [False]
         assert hf_logging.is_progress_bar_enabled()
     finally:
