@@ -69,6 +69,7 @@ SHAPES = [  # (B, M, d): B = 1, M = 1, d in {1, 3, 32, 64, 128}, M not a multipl
     (130, 513, 64),
     (20, 700, 128),
     (300, 40, 32),  # B > M
+    (7, 47, 5),     # M one short of a 16-column quantum: a single padded column
     (9, 33, 200),   # d beyond the common sizes, not a multiple of the vector width
     (65, 129, 17),  # CUDA float32: just past one 16-wide tensor-core fragment of features
     (33, 70, 129),  # CUDA float32: just past the tensor-core kernels' 128 features (SIMT)

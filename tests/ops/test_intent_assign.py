@@ -81,6 +81,16 @@ def test_rows_are_convex_combinations_of_prototypes(device):
     assert_close(p, torch.softmax(e @ w, dim=1).double().cpu(), dtype=torch.float32, scale=10)
 
 
+def test_lse_is_accurate_to_a_few_float32_ulps():
+    # the CPU kernels' float exp is a polynomial (relative error 2.4e-7): logits -k/8 ln2 times
+    # 1/16 .. 1 put the base-2 reduced arguments all over [-1/2, 1/2]
+    K = 64
+    w = (-torch.arange(K, dtype=torch.float64) / 8 * math.log(2)).float()[None, :]
+    e = (torch.arange(1, 17, dtype=torch.float64) / 16).float()[:, None]
+    _, lse = torch.ops.irllrec_fast.intent_assign(e, w)
+    exact = torch.logsumexp(e.double() @ w.double(), dim=1)
+    torch.testing.assert_close(lse.double(), exact, rtol=0, atol=4e-7)
+
 def test_single_row_and_no_rows(device):
     assert_matches(*make_inputs(1, 3, 7, device=device, seed=5))
     e, w, _ = make_inputs(0, 8, 5, device=device)
@@ -90,6 +100,13 @@ def test_single_row_and_no_rows(device):
     out.sum().backward()
     assert torch.equal(ww.grad, torch.zeros_like(w))
 
+
+def test_no_features(device):
+    # d = 0: every logit is 0, so lse = log K and out is empty
+    e, w = torch.zeros(4, 0, device=device), torch.zeros(0, 5, device=device)
+    out, lse = torch.ops.irllrec_fast.intent_assign(e, w)
+    assert out.shape == (4, 0)
+    assert_close(lse, torch.logsumexp(e @ w, dim=1))
 
 def test_single_prototype_is_the_prototype(device):
     e, w, _ = make_inputs(50, 6, 1, device=device, seed=6)

@@ -36,6 +36,19 @@ def test_power_law_graph_matches_reference(device, d, dtype):
     assert_close(gv, ref_gv)
 
 
+@pytest.mark.parametrize("d", [24, 48, 96])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rows_of_several_vector_chunks(device, d, dtype):
+    # d a multiple of 8 but of no wider chunk width (8, 16, 32): three chunks of features per row
+    graph = testing.power_law_graph(seed=d).normalized("sym").to(device, dtype)
+    gen = torch.Generator().manual_seed(d)
+    x = torch.randn(graph.num_nodes, d, generator=gen, dtype=dtype).to(device)
+    value = torch.rand(graph.num_edges, generator=gen, dtype=dtype).to(device)
+    (out, gx, gv), (ref, ref_gx, ref_gv) = run_both(graph, x, value)
+    assert_close(out, ref)
+    assert_close(gx, ref_gx)
+    assert_close(gv, ref_gv)
+
 @pytest.mark.parametrize("d", [3, 32])
 def test_directed_graph_with_empty_rows(device, d):
     graph = testing.random_directed_graph(500, 4000, seed=d).to(device)
