@@ -6,8 +6,8 @@
 // default (kCompensated) each operand is split as x = hi + lo (hi = tf32(x), lo = tf32(x - hi))
 // and a product is accumulated as lo*hi + hi*lo + hi*hi ("3xTF32"): float32-level accuracy at a
 // third of the TF32 rate. When the user allows TF32 matmuls
-// (torch.backends.cuda.matmul.allow_tf32), every product is a single TF32 one, as in torch's own
-// matmuls under that switch.
+// (torch.backends.cuda.matmul.allow_tf32, or its fp32_precision = "tf32"), every product is a
+// single TF32 one, as in torch's own matmuls under that switch.
 //
 // A block is 4 warps over a 64 x 64 logit tile; warp w computes rows 16w..16w+15 of it into
 // shared memory with one routine (warp_logits) in every kernel, so the three passes see the very
@@ -15,6 +15,7 @@
 #pragma once
 
 #include <ATen/Context.h>
+#include <torch/version.h>
 #include <c10/cuda/CUDAException.h>
 #include <cuda_runtime.h>
 #include <mma.h>
@@ -352,10 +353,23 @@ void dispatch_kernels(int nf, bool compensated, F&& f) {
   }
 }
 
-// 3xTF32 unless the user allowed TF32 matmuls (torch.backends.cuda.matmul.allow_tf32): the
-// forward and the backward read the switch when they run, so flipping it between them makes the
-// backward's softmax weights sum to 1 only to TF32 accuracy.
-inline bool compensated_products() { return !at::globalContext().allowTF32CuBLAS(); }
+// 3xTF32 unless the user allowed TF32 matmuls, decided as torch's own cuBLAS handle decides, so
+// that either of torch's switches works: the legacy torch.backends.cuda.matmul.allow_tf32 and,
+// from torch 2.9, fp32_precision = "tf32". (allowTF32CuBLAS() is not enough there: it raises when
+// only the new switch was set.) at::NoTF32Guard turns TF32 off as it does for torch's matmuls.
+// The forward and the backward read the switch when they run, so flipping it between them makes
+// the backward's softmax weights sum to 1 only to TF32 accuracy.
+inline bool compensated_products() {
+  if (at::NoTF32Guard::should_disable_tf32()) return true;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 10)
+  return at::globalContext().float32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL) !=
+         at::Float32Precision::TF32;
+#elif TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR == 9
+  return at::globalContext().float32Precision("cuda", "matmul") != "tf32";
+#else
+  return !at::globalContext().allowTF32CuBLAS();
+#endif
+}
 
 // Allows `kernel` the dynamic shared memory it needs beyond the default 48 KB.
 template <typename Kernel>

@@ -61,7 +61,8 @@ def infonce(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, temperature: floa
 
     Precision: float32 on CUDA (sm_80+, d <= 128) runs on the tensor cores with float32 accuracy
     (three TF32 products per product, "3xTF32"), or with one TF32 product, like torch's matmuls,
-    when `torch.backends.cuda.matmul.allow_tf32` is True when the forward or backward runs.
+    when TF32 matmuls are allowed (`torch.backends.cuda.matmul.allow_tf32 = True` or
+    `torch.backends.cuda.matmul.fp32_precision = "tf32"`) when the forward or backward runs.
     """
     check_infonce_args(a, b, c, temperature)
     require(a.device)

@@ -44,7 +44,9 @@ def intent_assign(e: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
     On CUDA the backward's kernels hold a [d, 32] slice of w and its gradient in shared memory;
     above about d = 700 in float32 (350 in float64) on an H100 the backward runs as dense
-    products with [n, K] temporaries instead. The CPU kernels take any shape.
+    products with [n, K] temporaries instead. The CUDA forward holds a row's d features and K
+    logits per warp in shared memory and refuses, with an error, d + K above about 7,000 in
+    float32 (3,600 in float64) on an H100. The CPU kernels take any shape.
     """
     _check(e, w)
     require(e.device)

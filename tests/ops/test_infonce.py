@@ -1,6 +1,7 @@
 """infonce against the formula of IRLLREC_SPEC.md section 4 (one NCE row), written here in float64:
 values and the gradients of a, b and c on every device, edge cases, extreme logits, memory,
 registrations and bad input."""
+import contextlib
 import gc
 import math
 from pathlib import Path
@@ -90,23 +91,36 @@ def _tensor_core_gpu():
     return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
 
 
+@contextlib.contextmanager
+def tf32_allowed(switch):
+    """TF32 matmuls allowed through one of torch's two switches, restored afterwards."""
+    matmul = torch.backends.cuda.matmul
+    if not hasattr(matmul, switch):  # fp32_precision is new in torch 2.9
+        pytest.skip(f"this torch has no torch.backends.cuda.matmul.{switch}")
+    saved = getattr(matmul, switch)
+    setattr(matmul, switch, True if switch == "allow_tf32" else "tf32")
+    try:
+        yield
+    finally:
+        setattr(matmul, switch, saved)
+
+
 @pytest.mark.skipif(not _tensor_core_gpu(), reason="TF32 products need an sm_80+ GPU")
+@pytest.mark.parametrize("switch", ["allow_tf32", "fp32_precision"])
 @pytest.mark.parametrize("shape", [(64, 1000, 32), (130, 513, 64), (65, 129, 17)],
                          ids=lambda s: "B{}-M{}-d{}".format(*s))
-def test_allow_tf32_switches_the_tensor_cores_to_single_tf32_products(shape):
-    """Under torch.backends.cuda.matmul.allow_tf32 the float32 kernels take one TF32 product where
-    they otherwise take three (3xTF32). Unit rows, t = 0.2: a TF32 operand carries a relative
-    error up to 2^-11, so a logit is off by at most about 2 * 2^-11 / t = 5e-3, and so is the
-    log-sum-exp. Being measurably less accurate than the default shows the switch took effect."""
+def test_allowing_tf32_switches_the_tensor_cores_to_single_tf32_products(shape, switch):
+    """With TF32 matmuls allowed (either switch of torch's) the float32 kernels take one TF32
+    product where they otherwise take three (3xTF32). Unit rows, t = 0.2: a TF32 operand carries
+    a relative error up to 2^-11, so a logit is off by at most about 2 * 2^-11 / t = 5e-3, and so
+    is the log-sum-exp. Being measurably less accurate than the default shows the switch took
+    effect. (With only fp32_precision set, torch's allowTF32CuBLAS() raises: the kernels must not
+    ask it.)"""
     B, M, d = shape
     a, b, c = (unit_rows(n, d, "cuda", torch.float32, seed) for n, seed in ((B, 1), (B, 2), (M, 3)))
     fused_3x, spec = fused_and_spec(a, b, c, 0.2)
-    saved = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = True
-    try:
+    with tf32_allowed(switch):
         fused_tf32, _ = fused_and_spec(a, b, c, 0.2)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = saved
     loss_error = (fused_tf32[0].double() - spec[0]).abs().max().item()
     loss_error_3x = (fused_3x[0].double() - spec[0]).abs().max().item()
     assert loss_error < 1e-2

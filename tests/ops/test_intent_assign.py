@@ -48,6 +48,20 @@ def test_matches_reference(device, d, K, dtype):
     assert_matches(*make_inputs(700, d, K, dtype, device, seed=d * 1000 + K))
 
 
+@pytest.mark.parametrize("n, d, K", [(1003, 40, 50), (37, 33, 100), (5, 3, 7)],
+                         ids=lambda v: str(v))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ragged_shapes(device, n, d, K, dtype):
+    # n not a multiple of the rows a CUDA warp or CPU tile takes, d and K between the CUDA tile
+    # kernels' column widths (d 33..64 with K 33..64 or 65..128), and a row or two per warp
+    assert_matches(*make_inputs(n, d, K, dtype, device, seed=n + d + K))
+
+
+def test_many_rows_wide(device):
+    # more rows than one pass of the CUDA tile grid holds at d = 64: blocks take several steps
+    assert_matches(*make_inputs(9001, 64, 128, device=device, seed=64))
+
+
 @pytest.mark.parametrize("d, dtype", [(800, torch.float32), (400, torch.float64)])
 def test_wide_embeddings(device, d, dtype):
     # on CUDA, too wide for the grad_w kernel's shared memory: the dense-product backward
