@@ -1,5 +1,6 @@
 """Shared test settings: the devices every op test runs on, one dtype -> tolerance table, and the
 comparisons the op tests share."""
+import contextlib
 import os
 from pathlib import Path
 
@@ -24,6 +25,20 @@ def assert_close(actual, expected, dtype=None, scale=1.0):
     """torch.testing.assert_close with the table's tolerances (atol scaled by `scale`)."""
     atol, rtol = TOLERANCES[dtype or expected.dtype]
     torch.testing.assert_close(actual, expected, atol=atol * scale, rtol=rtol)
+
+
+@contextlib.contextmanager
+def tf32_allowed(switch="allow_tf32"):
+    """TF32 matmuls allowed through one of torch's two switches, restored afterwards."""
+    matmul = torch.backends.cuda.matmul
+    if not hasattr(matmul, switch):  # fp32_precision is new in torch 2.9
+        pytest.skip(f"this torch has no torch.backends.cuda.matmul.{switch}")
+    saved = getattr(matmul, switch)
+    setattr(matmul, switch, True if switch == "allow_tf32" else "tf32")
+    try:
+        yield
+    finally:
+        setattr(matmul, switch, saved)
 
 
 def assert_compiles_like_eager(fn, inputs):

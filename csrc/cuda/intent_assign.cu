@@ -451,9 +451,12 @@ int64_t grad_w_smem_bytes(int64_t d) {
 
 // The backward as dense products with O(n K) temporaries, for widths whose grad_w slice does not
 // fit in shared memory (d above about 700 in float32 on an H100): the same sums as the kernels,
-// in the op-math type. Rare for this model (d = 32 or 64), so plain ATen products suffice.
+// in the op-math type. Rare for this model (d = 32 or 64), so plain ATen products suffice. They
+// run without TF32 whatever the user allows: the logits must match the float32 ones the forward's
+// lse came from, else the recomputed probabilities would not sum to 1.
 std::tuple<at::Tensor, at::Tensor> backward_dense(const at::Tensor& grad, const at::Tensor& e,
                                                   const at::Tensor& w, const at::Tensor& lse) {
+  const at::NoTF32Guard full_float32_products;
   const auto acc = at::toOpMathType(e.scalar_type());
   const auto e_a = e.to(acc), w_a = w.to(acc), g_a = grad.to(acc);
   const auto p = at::exp(at::mm(e_a, w_a) - lse.to(acc).unsqueeze(1));

@@ -1,7 +1,6 @@
 """infonce against the formula of IRLLREC_SPEC.md section 4 (one NCE row), written here in float64:
 values and the gradients of a, b and c on every device, edge cases, extreme logits, memory,
 registrations and bad input."""
-import contextlib
 import gc
 import math
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import assert_close, assert_compiles_like_eager
+from conftest import assert_close, assert_compiles_like_eager, tf32_allowed
 from irllrec_fast import ops
 from irllrec_fast.ops import reference
 
@@ -89,20 +88,6 @@ def test_matches_spec(device, dtype, shape):
 
 def _tensor_core_gpu():
     return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
-
-
-@contextlib.contextmanager
-def tf32_allowed(switch):
-    """TF32 matmuls allowed through one of torch's two switches, restored afterwards."""
-    matmul = torch.backends.cuda.matmul
-    if not hasattr(matmul, switch):  # fp32_precision is new in torch 2.9
-        pytest.skip(f"this torch has no torch.backends.cuda.matmul.{switch}")
-    saved = getattr(matmul, switch)
-    setattr(matmul, switch, True if switch == "allow_tf32" else "tf32")
-    try:
-        yield
-    finally:
-        setattr(matmul, switch, saved)
 
 
 @pytest.mark.skipif(not _tensor_core_gpu(), reason="TF32 products need an sm_80+ GPU")

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from conftest import assert_close, assert_compiles_like_eager
+from conftest import assert_close, assert_compiles_like_eager, tf32_allowed
 from irllrec_fast import ops
 from irllrec_fast.ops import reference
 
@@ -66,6 +66,19 @@ def test_many_rows_wide(device):
 def test_wide_embeddings(device, d, dtype):
     # on CUDA, too wide for the grad_w kernel's shared memory: the dense-product backward
     assert_matches(*make_inputs(300, d, 40, dtype, device, seed=d))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TF32 matmuls are a CUDA switch")
+def test_wide_backward_ignores_tf32():
+    """With TF32 matmuls allowed, the CUDA backward for widths past its shared memory (dense
+    products) still recomputes the logits in full float32: TF32 ones (about 5e-4 off here) would
+    not match the float32 forward's lse. Against float64, which TF32 does not touch."""
+    e, w, g = make_inputs(300, 800, 40, torch.float32, "cuda", seed=800)
+    with tf32_allowed():
+        fused, _ = run_both(e, w, g)
+    _, exact = run_both(e.double(), w.double(), g.double())
+    for got, want, scale in zip(fused, exact, (1.0, 1.0, 3.0)):
+        assert_close(got, want.float(), scale=scale)
 
 
 @pytest.mark.parametrize("K", [128, 512])
