@@ -2,9 +2,10 @@
 
 - ssl_con_loss (the translation alignment, N x N over all nodes) at the three datasets' N, d = 32;
 - cal_infonce_loss at 4096 x 11,000 (anchors against all users) and 4096 x 4096 (in-batch items);
-- with --bench-size=large on a GPU: cal_infonce_loss at 4096 x 1,000,000, d = 64.
+- with --bench-size=large on a GPU: cal_infonce_loss at 4096 x 1,000,000, d = 64, forward+backward
+  and the forward alone (which DESIGN.md's exp-unit floor judges).
 
-Groups: infonce-fwdbwd-<case>. The torch path materialises the logits (gigabytes at these sizes
+Groups: infonce-fwdbwd-<case> and infonce-fwd-<case>. The torch path materialises the logits (gigabytes at these sizes
 and seconds per call on a CPU), so it runs fewer rounds there.
 """
 import functools
@@ -25,10 +26,10 @@ LARGE_CASES = {"cal-4096x1000000-d64": ("cal", 4096, 1_000_000, 64)}
 
 def pytest_generate_tests(metafunc):
     if "case" in metafunc.fixturenames:
-        names = list(CASES)
+        runs = [(name, "fwdbwd") for name in CASES]
         if metafunc.config.getoption("--bench-size") == "large":
-            names += list(LARGE_CASES)
-        metafunc.parametrize("case", names)
+            runs += [(name, passes) for name in LARGE_CASES for passes in ("fwdbwd", "fwd")]
+        metafunc.parametrize("case, passes", runs, ids=[f"{c}-{p}" for c, p in runs])
 
 
 def make_inputs(case, device):
@@ -65,13 +66,19 @@ def torch_result(case, device):
 
 
 @pytest.mark.parametrize("impl", ["torch", "fused"])
-def test_infonce(benchmark, run_benchmark, bench_device, case, impl, matmul_precision):
+def test_infonce(benchmark, run_benchmark, bench_device, case, passes, impl, matmul_precision):
     kind, B, M, d = {**CASES, **LARGE_CASES}[case]
     if case in LARGE_CASES and bench_device.type != "cuda":
         pytest.skip("the large size is for GPUs (--bench-size=large on a CUDA device)")
-    benchmark.group = f"infonce-fwdbwd-{case}"
+    benchmark.group = f"infonce-{passes}-{case}"
     inputs = make_inputs(case, bench_device)
     loss_fn = make_loss(case, impl)
+    if passes == "fwd":  # the forward alone, no autograd graph (checked by the fwdbwd case)
+        inputs = [x.detach() for x in inputs]
+        with torch.no_grad():
+            run_benchmark(lambda: loss_fn(*inputs), impl=impl, loss=kind, B=B, M=M, d=d)
+        synchronize(bench_device)
+        return
 
     # correctness before timing: fused and torch agree on the loss and every gradient (the
     # torch side computed once per case: it is the slow one)

@@ -4,7 +4,9 @@ median time and peak extra memory, and how much faster / leaner the fused one is
     python scripts/summarize_bench.py bench.json [--bandwidth-gbs 4300]
 
 With --bandwidth-gbs, spmm groups also show the fused kernel's fraction of its memory floor
-(DESIGN.md: bytes >= 4(n+1) + E*(4+4) + 2*n*d*4, int32 indices, float32 values).
+(DESIGN.md: bytes >= 4(n+1) + E*(4+4) + 2*n*d*4, int32 indices, float32 values). With
+--exp-per-s (about 4e12 on an H100/H200), infonce forward groups (infonce-fwd-*) show the fused
+kernel's time over its exp-unit floor, B * M exponentials.
 """
 import argparse
 import json
@@ -22,6 +24,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("json_file")
     parser.add_argument("--bandwidth-gbs", type=float, default=None)
+    parser.add_argument("--exp-per-s", type=float, default=None)
     args = parser.parse_args()
     data = json.load(open(args.json_file))
     groups = defaultdict(dict)
@@ -43,6 +46,9 @@ def main():
             if impl == "fused" and args.bandwidth_gbs and group.startswith("spmm-"):
                 info = dict(info, **{"pass": group})
                 floor = f"{spmm_floor_ms(info, args.bandwidth_gbs) / ms:.0%} of BW floor"
+            if impl == "fused" and args.exp_per_s and group.startswith("infonce-fwd-"):
+                exp_floor_ms = info["B"] * info["M"] / args.exp_per_s * 1e3
+                floor = f"{ms / exp_floor_ms:.1f}x the exp floor ({exp_floor_ms:.2f} ms)"
             print(f"| {group} | {impl} | {ms:.3f} | {mb} | {speed} | {mem} | {floor} |")
 
 
