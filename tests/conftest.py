@@ -1,6 +1,7 @@
 """Shared test settings: the devices every op test runs on, one dtype -> tolerance table, and the
 comparisons the op tests share."""
 import contextlib
+import importlib.util
 import os
 from pathlib import Path
 
@@ -25,6 +26,17 @@ def assert_close(actual, expected, dtype=None, scale=1.0):
     """torch.testing.assert_close with the table's tolerances (atol scaled by `scale`)."""
     atol, rtol = TOLERANCES[dtype or expected.dtype]
     torch.testing.assert_close(actual, expected, atol=atol * scale, rtol=rtol)
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name):
+    """scripts/<name>.py imported as a module (the scripts are files, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @contextlib.contextmanager

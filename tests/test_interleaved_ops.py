@@ -1,21 +1,18 @@
 """scripts/interleaved_ops.py: the round logic on fake paths, and one short real run."""
-import importlib.util
 import itertools
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "interleaved_ops.py"
+from conftest import SCRIPTS, load_script
+
+SCRIPT = SCRIPTS / "interleaved_ops.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("interleaved_ops", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("interleaved_ops")
 
 
 def fake_path(name, seconds, log):

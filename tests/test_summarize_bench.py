@@ -1,22 +1,19 @@
 """scripts/summarize_bench.py: DESIGN.md's hardware floors, and the table from a benchmark JSON."""
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "summarize_bench.py"
+from conftest import SCRIPTS, load_script
+
+SCRIPT = SCRIPTS / "summarize_bench.py"
 RATES = {"bandwidth": 4e12, "exp_rate": 4e12, "flops": 6.4e13}
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("summarize_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("summarize_bench")
 
 
 def test_spmm_floor_reads_the_structure_once_and_x_and_out(script):
