@@ -40,7 +40,6 @@ constexpr int kWarps = 8;  // warps per block of the row kernels
 constexpr int kThreads = kWarps * kWarpSize;
 constexpr int kMaxK = 512;
 constexpr int kSliceK = 32;  // prototypes per block of the grad_w kernel
-constexpr int kDefaultSmem = 48 * 1024;
 
 // Where the row kernels read w: shared memory with an odd row stride, or global memory.
 template <typename scalar_t>
@@ -307,9 +306,7 @@ std::tuple<int64_t, bool, int64_t> row_kernel_smem(Kernel kernel, int64_t d, int
   const int64_t bytes = scratch + (w_shared ? w_bytes : 0);
   TORCH_CHECK(bytes <= limit, "intent_assign: e has too many features (d = ", d,
               ") for the CUDA kernel's shared memory");
-  if (bytes > kDefaultSmem)
-    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        int(bytes)));
+  raise_shared_limit(kernel, bytes);
   return {bytes, w_shared, stride};
 }
 
@@ -340,14 +337,12 @@ void dispatch_tile_k_per_lane(int64_t K, F&& f) {
   else f(std::integral_constant<int, 4>{});
 }
 
-// Raises `kernel`'s dynamic shared memory limit to `bytes` when above the default; false when the
-// device cannot give that much.
+// Raises `kernel`'s dynamic shared memory limit to at least `bytes` (raise_shared_limit); false
+// when the device cannot give that much.
 template <typename Kernel>
 bool reserve_shared(Kernel kernel, int64_t bytes, int device) {
   if (bytes > max_shared_bytes(device)) return false;
-  if (bytes > kDefaultSmem)
-    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        int(bytes)));
+  raise_shared_limit(kernel, bytes);
   return true;
 }
 
@@ -512,9 +507,7 @@ std::tuple<at::Tensor, at::Tensor> intent_assign_backward(const at::Tensor& grad
     });
 
     const auto grad_w_kernel = intent_assign_grad_w_kernel<scalar_t>;
-    if (bytes > kDefaultSmem)
-      C10_CUDA_CHECK(cudaFuncSetAttribute(grad_w_kernel,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+    raise_shared_limit(grad_w_kernel, bytes);
     grad_w_kernel<<<dim3(unsigned(slices), unsigned(chunks)), kThreads, bytes, stream>>>(
         g_c.data_ptr<scalar_t>(), e_c.data_ptr<scalar_t>(), w_c.data_ptr<scalar_t>(),
         lse_c.data_ptr<scalar_t>(), row_dot.data_ptr<acc_t>(), partial.data_ptr<acc_t>(), n, d,

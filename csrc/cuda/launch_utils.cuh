@@ -1,11 +1,13 @@
 // Small helpers shared by the CUDA launchers: device properties without cuBLAS/cuSPARSE headers,
-// vector loads, and compile-time dispatch of lane counts.
+// a kernel's shared-memory limit, vector loads, and compile-time dispatch of lane counts.
 #pragma once
 
 #include <c10/cuda/CUDAException.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <type_traits>
 #include <utility>
 
@@ -19,6 +21,25 @@ inline int num_sms(int device) {
   int sms = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   return sms;
+}
+
+// Raises `kernel`'s dynamic shared memory limit on the current device to at least `bytes` when
+// that is above the 48 KB every kernel gets. The limit belongs to the kernel, not to a launch, so
+// it is only ever raised: setting it to each call's size would let a host thread launching a
+// smaller case lower it between another thread's raise and that thread's larger launch.
+template <typename Kernel>
+void raise_shared_limit(Kernel kernel, int64_t bytes) {
+  if (bytes <= 48 * 1024) return;
+  int device = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  static std::mutex mutex;
+  static std::map<std::pair<const void*, int>, int64_t> raised;
+  const std::lock_guard<std::mutex> lock(mutex);
+  int64_t& limit = raised[{reinterpret_cast<const void*>(kernel), device}];
+  if (bytes <= limit) return;
+  C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      static_cast<int>(bytes)));
+  limit = bytes;
 }
 
 // VEC contiguous values, loaded as one 16-byte transaction when VEC == 4 and scalar_t is float.
