@@ -360,8 +360,13 @@ bool forward_tiles(const at::Tensor& e, const at::Tensor& w, at::Tensor& out, at
     const int64_t bytes = tile_w_bytes<scalar_t>(d, stride) +
                           kTileWarps * tile_slice_bytes<acc_t>(d, KPL * kWarpSize, 1, 1);
     if (!reserve_shared(kernel, bytes, device)) return;
+    // at most the blocks that are resident at once (up to 4 per SM): with more, a second, partial
+    // wave would follow (3 fit per SM at d = 64, K = 128 in float32)
+    int per_sm = 0;
+    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kTileThreads,
+                                                                 size_t(bytes)));
     const int64_t blocks = std::clamp<int64_t>((n + kTileRows - 1) / kTileRows, 1,
-                                               int64_t(num_sms(device)) * 4);
+                                               int64_t(num_sms(device)) * std::clamp(per_sm, 1, 4));
     kernel<<<unsigned(blocks), kTileThreads, bytes, stream>>>(
         e.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
         lse.data_ptr<scalar_t>(), n, d, K, stride);
