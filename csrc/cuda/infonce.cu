@@ -397,7 +397,7 @@ std::tuple<at::Tensor, at::Tensor> infonce(const at::Tensor& a, const at::Tensor
       constexpr int NF = decltype(nf)::value;
       const auto kernel = tensor_core::forward_kernel<NF, decltype(comp)::value>;
       const size_t bytes = tensor_core::Layout<NF>::kBytes;
-      tensor_core::allow_shared(kernel, bytes);
+      raise_shared_limit(kernel, bytes);
       kernel<<<dim3(tiles(B), splits), tensor_core::kThreads, bytes, stream>>>(
           a_scaled.data_ptr<float>(), c_c.data_ptr<float>(), B, M, d,
           part_max.data_ptr<float>(), part_sum.data_ptr<float>());
@@ -461,7 +461,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> infonce_backward(
       const size_t bytes = tensor_core::Layout<NF>::kBytes;
       // both gradient kernels take the same inputs; they differ in grid and destination
       const auto launch = [&](auto kernel, dim3 grid, at::Tensor& dst) {
-        tensor_core::allow_shared(kernel, bytes);
+        raise_shared_limit(kernel, bytes);
         kernel<<<grid, tensor_core::kThreads, bytes, stream>>>(
             a_scaled.data_ptr<float>(), c_c.data_ptr<float>(), lse2.data_ptr<float>(),
             coef.data_ptr<float>(), B, M, d, dst.data_ptr<float>());

@@ -16,7 +16,6 @@
 
 #include <ATen/Context.h>
 #include <torch/version.h>
-#include <c10/cuda/CUDAException.h>
 #include <cuda_runtime.h>
 #include <mma.h>
 
@@ -369,14 +368,6 @@ inline bool compensated_products() {
 #else
   return !at::globalContext().allowTF32CuBLAS();
 #endif
-}
-
-// Allows `kernel` the dynamic shared memory it needs beyond the default 48 KB.
-template <typename Kernel>
-void allow_shared(Kernel kernel, size_t bytes) {
-  if (bytes > 48 * 1024)
-    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(bytes)));
 }
 
 }  // namespace tensor_core
