@@ -41,11 +41,11 @@ struct Vec {
   static type select(index_type mask, type a, type b) {
     return (type)((mask & (index_type)a) | (~mask & (index_type)b));
   }
-  // 1 in the lanes below `count`, 0 above
-  static type head_mask(int64_t count) {
+  // all bits set in the lanes below `count`, none above
+  static index_type head_lanes(int64_t count) {
     index_type lane;
     for (int l = 0; l < kWidth; ++l) lane[l] = l;
-    return select(lane < index_t(count), broadcast(1), type{});
+    return lane < index_t(count);
   }
 };
 
@@ -177,7 +177,10 @@ inline __attribute__((always_inline)) scalar_t exp_shifted(scalar_t* __restrict_
     sum += v;
   }
   if (k < K) {
-    const vec v = exp_vec(V::load(z + k) - shift) * V::head_mask(K - k);
+    // select, not a multiplication by a 0/1 mask: the padding's logits are 0, and exp(0 - shift)
+    // overflows when the row's logits all lie below the exp's range (about -709 in double), where
+    // inf * 0 would be NaN
+    const vec v = V::select(V::head_lanes(K - k), exp_vec(V::load(z + k) - shift), vec{});
     V::store(z + k, v);
     sum += v;
     k += W;

@@ -99,6 +99,27 @@ def test_large_logits_are_stable(device):
         torch.testing.assert_close(got.double(), want, rtol=1e-3, atol=1e-4 * float(want.abs().max()))
 
 
+@pytest.mark.parametrize("K", [1, 7, 130])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rows_of_very_negative_logits(device, K, dtype):
+    # every logit of a row far below exp's range (-709 in double, -87 in float) beside ordinary
+    # rows; K not a multiple of the CPU vector width, so the padding's logits (0) meet exp too.
+    # The double CPU kernel once returned NaN here (exp(0 - max) = inf, masked by multiplying by 0)
+    gen = torch.Generator().manual_seed(K)
+    w = (torch.rand(5, K, generator=gen, dtype=torch.float64) + 0.5).to(device, dtype)
+    e = torch.randn(4, 5, generator=gen, dtype=torch.float64).to(device, dtype)
+    e[0] = -300.0
+    e[2] = -3000.0
+    assert ((e[0] @ w).max() < -1000) and ((e[2] @ w).max() < -1000)
+    g = torch.randn(4, 5, generator=gen, dtype=torch.float64).to(device, dtype)
+    (out, ge, gw), (ref, ref_ge, ref_gw) = run_both(e, w, g)
+    for got in (out, ge, gw):
+        assert torch.isfinite(got).all()
+    assert_close(out, ref, scale=10)
+    assert_close(ge, ref_ge, scale=10)
+    assert_close(gw, ref_gw, scale=10)
+
+
 def test_rows_are_convex_combinations_of_prototypes(device):
     e, w, _ = make_inputs(200, 16, 9, device=device, seed=4)
     out, lse = torch.ops.irllrec_fast.intent_assign(e, w)
