@@ -41,8 +41,9 @@ def random_rows(rng, n, d, scale_range=(-1.0, 1.0)):
 
 
 def random_graph(rng, n):
-    """A CSR graph over n nodes with random values: uniform, power-law rows or symmetric,
-    sometimes edge-dropped (a structure without symmetry)."""
+    """A CSR graph over n nodes with random values: uniform, power-law rows, or symmetric
+    (values included, so the operators take their paths for A^T = A); sometimes edge-dropped (a
+    structure without symmetry)."""
     kind = rng.integers(0, 3)
     if kind == 1:
         degrees = np.minimum(rng.zipf(1.6, n), n)
@@ -51,15 +52,18 @@ def random_graph(rng, n):
                             shape=(n, n))
     else:
         mat = sp.random(n, n, density=rng.uniform(0, 0.3) ** 2, format="csr",
-                        random_state=int(rng.integers(1 << 30)))
-        if kind == 2:
-            mat = mat + mat.T
+                        random_state=int(rng.integers(1 << 30)),
+                        data_rvs=rng.standard_normal)
+    if kind == 2:
+        mat = mat + mat.T
+    else:
+        mat.data = rng.standard_normal(mat.nnz)
     mat.sum_duplicates()
     mat.sort_indices()
-    value = torch.from_numpy(rng.standard_normal(mat.nnz))
     graph = CSRGraph(torch.from_numpy(mat.indptr.astype(np.int64)),
-                     torch.from_numpy(mat.indices.astype(np.int64)), value, n,
-                     dtype=torch.float64)
+                     torch.from_numpy(mat.indices.astype(np.int64)), torch.from_numpy(mat.data),
+                     n, dtype=torch.float64)
+    assert graph.values_symmetric or kind != 2
     if graph.num_edges and rng.random() < 0.3:
         gen = torch.Generator().manual_seed(int(rng.integers(1 << 30)))
         graph = graph.drop_edges(float(rng.uniform(0.3, 0.9)), gen)
