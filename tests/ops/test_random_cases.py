@@ -101,12 +101,16 @@ def norm_max(x):
     return float(x.abs().max()) if x.numel() else 0.0
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_spmm(device, seed):
+def graph_case(seed):
+    """(rng, n, d, dtype, graph) of one graph operator's case."""
     rng = np.random.default_rng(seed)
     n, d = int(rng.integers(1, 300)), int(rng.integers(1, 140))
-    dtype = dtype_for(seed)
-    graph = random_graph(rng, n)
+    return rng, n, d, dtype_for(seed), random_graph(rng, n)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_spmm(device, seed):
+    rng, n, d, dtype, graph = graph_case(seed)
     x = random_rows(rng, n, d)
     value = graph.value.clone()
     on_device = graph.to(device, dtype)
@@ -143,10 +147,7 @@ def test_intent_assign(device, seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_intent_propagate(device, seed):
-    rng = np.random.default_rng(seed)
-    n, d = int(rng.integers(1, 300)), int(rng.integers(1, 140))
-    dtype = dtype_for(seed)
-    graph = random_graph(rng, n)
+    rng, n, d, dtype, graph = graph_case(seed)
     r, x = random_rows(rng, n, d), random_rows(rng, n, d)
     on_device = graph.to(device, dtype)
     # the gradient for r goes through r / ||r||: its rounding noise grows as 1 / ||r||, and where
